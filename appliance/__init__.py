@@ -1,0 +1,3 @@
+"""The Odoo appliance: Odoo.sh for your own server."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,135 @@
+"""Builds: the durable queue, their states, steps and results."""
+
+from __future__ import annotations
+
+from psycopg.types.json import Jsonb
+
+from appliance.errors import NotFound
+
+# A build in one of these states is being worked on by a worker.
+ACTIVE_STATES = ("preparing", "installing", "testing", "starting")
+FINISHED_STATES = ("running", "stopped", "failed", "done", "dropped")
+PRIORITY = {"production": 0, "staging": 5, "development": 10}
+QUEUE_CHANNEL = "appliance_builds"
+
+
+def enqueue(conn, *, project: dict, branch: dict, commit: str, message: str = "",
+            author: str = "", user_id: int | None = None) -> dict:
+    row = conn.execute(
+        """INSERT INTO builds (project_id, branch_id, commit, commit_message, author, stage,
+                               priority, created_by)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
+        (project["id"], branch["id"], commit, message[:2000], author[:200], branch["stage"],
+         PRIORITY[branch["stage"]], user_id)).fetchone()
+    conn.execute("SELECT pg_notify(%s, %s)", (QUEUE_CHANNEL, str(row["id"])))
+    return row
+
+
+def claim_next(conn) -> dict | None:
+    """Take the next queued build for this worker, or None. Two workers never get the same."""
+    return conn.execute(
+        """UPDATE builds SET state = 'preparing', started_at = now(), attempts = attempts + 1
+           WHERE id = (SELECT id FROM builds WHERE state = 'queued'
+                       ORDER BY priority, id FOR UPDATE SKIP LOCKED LIMIT 1)
+           RETURNING *""").fetchone()
+
+
+def get_build(conn, build_id: int) -> dict:
+    row = conn.execute(
+        """SELECT b.*, p.name AS project, br.name AS branch
+           FROM builds b JOIN projects p ON p.id = b.project_id
+           JOIN branches br ON br.id = b.branch_id WHERE b.id = %s""", (build_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no build #{build_id}")
+    return row
+
+
+def list_builds(conn, project: dict, branch: str | None = None, limit: int = 100) -> list[dict]:
+    return conn.execute(
+        """SELECT b.*, br.name AS branch, p.name AS project
+           FROM builds b JOIN branches br ON br.id = b.branch_id
+           JOIN projects p ON p.id = b.project_id
+           WHERE b.project_id = %s AND (%s::text IS NULL OR br.name = %s)
+           ORDER BY b.id DESC LIMIT %s""", (project["id"], branch, branch, limit)).fetchall()
+
+
+def builds_of_branch(conn, branch_id: int, limit: int = 12) -> list[dict]:
+    return conn.execute("SELECT * FROM builds WHERE branch_id = %s ORDER BY id DESC LIMIT %s",
+                        (branch_id, limit)).fetchall()
+
+
+def set_state(conn, build_id: int, state: str, **fields) -> None:
+    """Move a build to a state, setting any other columns given (JSON lists wrapped)."""
+    fields = {key: Jsonb(value) if isinstance(value, (list, dict)) else value
+              for key, value in fields.items()}
+    assignments = ", ".join(f"{key} = %({key})s" for key in fields)
+    finished = ", finished_at = now()" if state in ("running", "failed", "done") else ""
+    sql = f"UPDATE builds SET state = %(state)s{finished}"
+    if assignments:
+        sql += ", " + assignments
+    conn.execute(sql + " WHERE id = %(id)s", {"state": state, "id": build_id, **fields})
+
+
+def update(conn, build_id: int, **fields) -> None:
+    fields = {key: Jsonb(value) if isinstance(value, (list, dict)) else value
+              for key, value in fields.items()}
+    assignments = ", ".join(f"{key} = %({key})s" for key in fields)
+    conn.execute(f"UPDATE builds SET {assignments} WHERE id = %(id)s", {"id": build_id, **fields})
+
+
+def in_flight(conn) -> list[dict]:
+    return conn.execute("SELECT * FROM builds WHERE state = ANY(%s) ORDER BY id",
+                        (list(ACTIVE_STATES),)).fetchall()
+
+
+def running_servers(conn) -> list[dict]:
+    return conn.execute(
+        """SELECT b.*, p.name AS project FROM builds b JOIN projects p ON p.id = b.project_id
+           WHERE b.state = 'running' ORDER BY b.last_used_at""").fetchall()
+
+
+def touch(conn, build_id: int) -> None:
+    conn.execute("UPDATE builds SET last_used_at = now() WHERE id = %s", (build_id,))
+
+
+def plan_steps(conn, build_id: int, names: list[str]) -> None:
+    conn.execute("DELETE FROM build_steps WHERE build_id = %s", (build_id,))
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO build_steps (build_id, position, name) VALUES (%s, %s, %s)",
+                        [(build_id, pos, name) for pos, name in enumerate(names)])
+
+
+def step_started(conn, build_id: int, name: str) -> None:
+    conn.execute("""UPDATE build_steps SET state = 'running', started_at = now()
+                    WHERE build_id = %s AND name = %s""", (build_id, name))
+
+
+def step_finished(conn, build_id: int, name: str, state: str, seconds: float,
+                  detail: str = "") -> None:
+    conn.execute("""UPDATE build_steps SET state = %s, finished_at = now(), seconds = %s,
+                           detail = %s WHERE build_id = %s AND name = %s""",
+                 (state, seconds, detail[:4000], build_id, name))
+
+
+def skip_pending_steps(conn, build_id: int) -> None:
+    conn.execute("""UPDATE build_steps SET state = 'skipped'
+                    WHERE build_id = %s AND state IN ('pending', 'running')""", (build_id,))
+
+
+def steps(conn, build_id: int) -> list[dict]:
+    return conn.execute("SELECT * FROM build_steps WHERE build_id = %s ORDER BY position",
+                        (build_id,)).fetchall()
+
+
+def add_event(conn, *, project_id: int, kind: str, message: str, branch_id: int | None = None,
+              build_id: int | None = None, user_id: int | None = None,
+              data: dict | None = None) -> None:
+    conn.execute("""INSERT INTO events (project_id, branch_id, build_id, user_id, kind, message,
+                                        data) VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+                 (project_id, branch_id, build_id, user_id, kind, message, Jsonb(data or {})))
+
+
+def events_of_branch(conn, branch_id: int, limit: int = 100) -> list[dict]:
+    return conn.execute(
+        """SELECT e.*, u.name AS user_name FROM events e LEFT JOIN users u ON u.id = e.user_id
+           WHERE e.branch_id = %s ORDER BY e.id DESC LIMIT %s""", (branch_id, limit)).fetchall()
