@@ -133,3 +133,29 @@ def events_of_branch(conn, branch_id: int, limit: int = 100) -> list[dict]:
     return conn.execute(
         """SELECT e.*, u.name AS user_name FROM events e LEFT JOIN users u ON u.id = e.user_id
            WHERE e.branch_id = %s ORDER BY e.id DESC LIMIT %s""", (branch_id, limit)).fetchall()
+
+
+def request_task(conn, kind: str, build_id: int, user_id: int | None = None) -> dict:
+    """Ask the workers to do something to a build (start its server again, ...)."""
+    row = conn.execute("INSERT INTO tasks (kind, build_id, user_id) VALUES (%s, %s, %s) RETURNING *",
+                       (kind, build_id, user_id)).fetchone()
+    conn.execute("SELECT pg_notify(%s, %s)", (QUEUE_CHANNEL, f"task:{row['id']}"))
+    return row
+
+
+def claim_task(conn) -> dict | None:
+    return conn.execute(
+        """UPDATE tasks SET state = 'running'
+           WHERE id = (SELECT id FROM tasks WHERE state = 'queued'
+                       ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1)
+           RETURNING *""").fetchone()
+
+
+def finish_task(conn, task_id: int, error: str = "") -> None:
+    conn.execute("UPDATE tasks SET state = %s, error = %s WHERE id = %s",
+                 ("failed" if error else "done", error[:2000], task_id))
+
+
+def pending_task(conn, build_id: int) -> dict | None:
+    return conn.execute("""SELECT * FROM tasks WHERE build_id = %s AND state IN ('queued', 'running')
+                           ORDER BY id DESC LIMIT 1""", (build_id,)).fetchone()

@@ -103,3 +103,15 @@ CREATE TABLE events (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX events_branch ON events (branch_id, id DESC);
+
+-- Work asked of the workers that is not a build: start a stopped server, ...
+CREATE TABLE tasks (
+    id         bigserial PRIMARY KEY,
+    kind       text NOT NULL CHECK (kind IN ('start_server', 'stop_server')),
+    build_id   integer NOT NULL REFERENCES builds ON DELETE CASCADE,
+    user_id    integer REFERENCES users ON DELETE SET NULL,
+    state      text NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'done', 'failed')),
+    error      text NOT NULL DEFAULT '',
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX tasks_queue ON tasks (id) WHERE state = 'queued';
