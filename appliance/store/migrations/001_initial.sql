@@ -115,3 +115,10 @@ CREATE TABLE tasks (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX tasks_queue ON tasks (id) WHERE state = 'queued';
+
+-- This appliance's identity: containers are labelled with it, so two appliances (or test
+-- runs) sharing one Docker engine never touch each other's containers.
+CREATE TABLE appliance_instance (
+    id text PRIMARY KEY
+);
+INSERT INTO appliance_instance (id) VALUES (substr(md5(random()::text || clock_timestamp()::text), 1, 12));
