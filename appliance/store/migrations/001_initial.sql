@@ -68,7 +68,8 @@ CREATE TABLE builds (
     failed_tests   jsonb NOT NULL DEFAULT '[]',
     warnings       jsonb NOT NULL DEFAULT '[]',
     image          text,
-    modules        text NOT NULL DEFAULT '',
+    modules        text NOT NULL DEFAULT '',   -- the modules installed, comma separated
+    addons_dirs    text NOT NULL DEFAULT '',   -- their folders in the branch, comma separated
     created_by     integer REFERENCES users ON DELETE SET NULL,
     created_at     timestamptz NOT NULL DEFAULT now(),
     started_at     timestamptz,

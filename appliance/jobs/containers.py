@@ -1,0 +1,188 @@
+"""How a build's Odoo runs in Docker: its folders, mounts, command lines and server.
+
+Inside every container the layout is the same, real Odoo or the stand-in:
+/opt/odoo (the Odoo source, read-only), /mnt/src/user (the branch, read-only),
+/var/lib/odoo/data (Odoo's data dir: filestore, sessions), /var/log/odoo (the build's
+logs), the PostgreSQL socket directory, and a persistent bytecode cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance import layout
+from appliance.errors import ConfigError
+from appliance.jobs.steps import BuildFailed
+from appliance.runtime import git, odoo
+from appliance.runtime.docker import LABEL_BUILD, LABEL_PROJECT, LABEL_ROLE, Mount
+from appliance.store import builds as builds_store
+
+log = logging.getLogger(__name__)
+
+ODOO_DIR = "/opt/odoo"
+USER_DIR = "/mnt/src/user"
+DATA_DIR = "/var/lib/odoo/data"
+LOG_DIR = "/var/log/odoo"
+PYCACHE_DIR = "/var/cache/odoo-pycache"
+HTTP_PORT = 8069
+# Odoo answers /web/health about 0.9 s after start; ask often so a build is not idle.
+HEALTH_POLL_SECONDS = 0.1
+
+
+@dataclass
+class BuildPaths:
+    root: Path
+    src: Path
+    data: Path
+    logs: Path
+
+
+def build_paths(cfg, build_id: int) -> BuildPaths:
+    root = layout.build_dir(cfg, build_id)
+    return BuildPaths(root=root, src=root / "src", data=root / "data", logs=root / "logs")
+
+
+def make_writable(path: Path, uid: int) -> None:
+    """A folder the container's user can write: chowned when we are root, else ours."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        os.chown(path, uid, uid)
+    elif os.geteuid() != uid:
+        raise ConfigError(f"[runtime] uid is {uid} but the appliance runs as uid "
+                          f"{os.geteuid()}: they must match when it does not run as root")
+
+
+def prepare_folders(svc, build_id: int) -> BuildPaths:
+    paths = build_paths(svc.config, build_id)
+    uid = svc.config.runtime.uid
+    for folder in (paths.data, paths.logs):
+        make_writable(folder, uid)
+    return paths
+
+
+def odoo_source(svc, version: str) -> Path:
+    spec = svc.config.odoo_version(version)
+    return git.ensure_odoo_source(spec.source, spec.ref, svc.config.paths.odoo / "src" / version)
+
+
+def addons_path(source: Path, user_dirs: list[str]) -> list[str]:
+    """The branch's folders first, then Odoo's own (as Odoo.sh orders them)."""
+    inside = [f"{USER_DIR}/{d}".rstrip("/.") if d not in ("", ".") else USER_DIR
+              for d in user_dirs]
+    for folder in ("addons", "odoo/addons"):
+        if (source / folder).is_dir():
+            inside.append(f"{ODOO_DIR}/{folder}")
+    return inside
+
+
+def mounts(svc, project: dict, paths: BuildPaths) -> list[Mount]:
+    source = odoo_source(svc, project["odoo_version"])
+    pycache = svc.config.paths.odoo / "pycache" / project["odoo_version"]
+    make_writable(pycache, svc.config.runtime.uid)
+    return [
+        Mount(str(source), ODOO_DIR),
+        Mount(str(paths.src), USER_DIR),
+        Mount(str(paths.data), DATA_DIR, read_only=False),
+        Mount(str(paths.logs), LOG_DIR, read_only=False),
+        Mount(svc.config.database.socket_dir, svc.config.database.socket_dir),
+        Mount(str(pycache), PYCACHE_DIR, read_only=False),
+    ]
+
+
+def environment(project: dict) -> dict[str, str]:
+    # libpq (and so Odoo) reads the password from here: it stays out of the command line.
+    return {"PGPASSWORD": project["db_password"]}
+
+
+def labels(project: dict, build: dict, role: str) -> dict[str, str]:
+    return {LABEL_PROJECT: project["name"], LABEL_BUILD: str(build["id"]), LABEL_ROLE: role}
+
+
+def container_name(svc, build_id: int, role: str) -> str:
+    return f"appl-{svc.instance}-{build_id}-{role}"
+
+
+def common_args(svc, project: dict, build: dict, user_dirs: list[str]) -> dict:
+    source = odoo_source(svc, project["odoo_version"])
+    return dict(odoo_bin=f"{ODOO_DIR}/odoo-bin", database=build["database"],
+                db_host=svc.config.database.socket_dir, db_user=project["db_role"],
+                db_password=None, addons_path=addons_path(source, user_dirs),
+                data_dir=DATA_DIR, http_port=HTTP_PORT)
+
+
+def start_server(svc, project: dict, build: dict) -> int:
+    """Start the build's long-running Odoo server; returns the published host port."""
+    paths = build_paths(svc.config, build["id"])
+    user_dirs = [d for d in (build.get("addons_dirs") or "").split(",") if d] or ["."]
+    command = odoo.server_command(**common_args(svc, project, build, user_dirs),
+                                  logfile=f"{LOG_DIR}/odoo.log")
+    info = svc.docker.start(
+        name=container_name(svc, build["id"], "server"), image=build["image"], command=command,
+        labels=labels(project, build, "server"), mounts=mounts(svc, project, paths),
+        env=environment(project), network=svc.docker.ensure_network(project["name"]),
+        publish=HTTP_PORT, restart=True)
+    if not info.host_port:
+        raise BuildFailed("the server started but Docker published no port")
+    return info.host_port
+
+
+def wait_ready(host: str, port: int, timeout: float, container_id: str | None = None,
+               docker=None) -> float:
+    """Wait for /web/health, then /web/login (health passes even without a database).
+    Returns the seconds it took; raises BuildFailed on timeout or if the server exits."""
+    started = time.monotonic()
+    for path in ("/web/health", "/web/login"):
+        url = f"http://{host}:{port}{path}"
+        while not _answers(url):
+            if time.monotonic() - started > timeout:
+                raise BuildFailed(f"{path} did not answer within {timeout:.0f} s")
+            if docker is not None and container_id:
+                info = docker.get(container_id)
+                if info is None or info.status in ("exited", "dead"):
+                    raise BuildFailed(f"the server stopped before answering {path}: see odoo.log")
+            time.sleep(HEALTH_POLL_SECONDS)
+    return time.monotonic() - started
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def health_host(svc) -> str:
+    host = svc.config.runtime.publish_interface
+    return "127.0.0.1" if host in ("0.0.0.0", "") else host
+
+
+def stop_server(svc, build: dict, reason: str) -> None:
+    """Stop and remove the build's server container; its database is kept."""
+    for info in svc.docker.find(build_id=build["id"], role="server"):
+        svc.docker.stop(info.id)
+        svc.docker.remove(info.id)
+    with svc.db.transaction() as conn:
+        builds_store.set_state(conn, build["id"], "stopped", host_port=None)
+        builds_store.add_event(conn, project_id=build["project_id"], branch_id=build["branch_id"],
+                               build_id=build["id"], kind="server_stopped", message=reason)
+
+
+def enforce_server_cap(svc, keep: int | None = None) -> list[int]:
+    """Stop the least recently used development servers beyond the configured cap."""
+    cap = svc.config.workers.max_running_servers
+    with svc.db.transaction() as conn:
+        running = builds_store.running_servers(conn)
+    stoppable = [b for b in running if b["stage"] == "development" and b["id"] != keep]
+    stopped = []
+    while len(running) - len(stopped) > cap and stoppable:
+        build = stoppable.pop(0)
+        stop_server(svc, build, f"server stopped: more than {cap} running (least recently used)")
+        stopped.append(build["id"])
+    return stopped

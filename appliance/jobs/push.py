@@ -1,0 +1,79 @@
+"""What happens when someone pushes.
+
+1. pre-receive (`check`): every updated ref must be a branch with an acceptable name, and
+   branches are not deleted by push; anything else refuses the whole push, nothing changes.
+2. post-receive (`received`): for each updated branch, the branch is created if new
+   (the project's production branch name becomes production, any other development), the
+   pushed commits are recorded in its history, and one build of the new head is queued.
+   The answer names each build's page; git shows it to the pusher as `remote:` lines.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from appliance import layout
+from appliance.config import Config
+from appliance.errors import GitError, UserError
+from appliance.runtime import git
+from appliance.store import builds as builds_store
+from appliance.store import projects as projects_store
+
+log = logging.getLogger(__name__)
+
+
+def check(project: dict, updates_text: str) -> list[str]:
+    """Refuse the push (UserError) unless every update is an acceptable branch update."""
+    updates = git.parse_ref_updates(updates_text)
+    problems = []
+    for update in updates:
+        if update.branch is None:
+            if update.ref.startswith("refs/tags/"):
+                continue
+            problems.append(f"{update.ref}: only branches and tags can be pushed")
+        elif update.deleted:
+            problems.append(f"{update.branch}: deleting a branch by push is not allowed; "
+                            "delete it from the appliance instead")
+        else:
+            try:
+                git.check_branch_name(update.branch)
+            except GitError as exc:
+                problems.append(str(exc))
+    if problems:
+        raise UserError("push refused, nothing was changed:\n" + "\n".join(problems))
+    return []
+
+
+def received(conn, cfg: Config, project: dict, user: dict, updates_text: str) -> list[str]:
+    """Record the pushed branches and queue a build of each; the lines to show the pusher."""
+    repo = cfg.paths.repos / f"{project['name']}.git"
+    lines = []
+    for update in git.parse_ref_updates(updates_text):
+        if update.branch is None or update.deleted:
+            continue
+        branch, created = projects_store.ensure_branch(conn, project, update.branch)
+        if created:
+            builds_store.add_event(conn, project_id=project["id"], branch_id=branch["id"],
+                                   user_id=user["id"], kind="branch_created",
+                                   message=f"branch {branch['name']} created in "
+                                           f"{branch['stage']}")
+        _record_commits(conn, repo, project, branch, user, update)
+        head = git.commit_info(repo, update.new)
+        build = builds_store.enqueue(conn, project=project, branch=branch, commit=head.sha,
+                                     message=head.message, author=head.author,
+                                     user_id=user["id"])
+        lines.append(f"{branch['name']} ({branch['stage']}): build #{build['id']} queued: "
+                     f"{layout.build_page(cfg, build['id'])}")
+        log.info("push to %s/%s by %s: build %s queued", project["name"], branch["name"],
+                 user["name"], build["id"])
+    return lines
+
+
+def _record_commits(conn, repo, project, branch, user, update) -> None:
+    commits = git.new_commits(repo, update.old, update.new)
+    for commit in reversed(commits):
+        builds_store.add_event(
+            conn, project_id=project["id"], branch_id=branch["id"], user_id=user["id"],
+            kind="commit", message=commit.message.splitlines()[0] if commit.message else "",
+            data={"sha": commit.sha, "author": commit.author, "email": commit.email,
+                  "date": commit.date.isoformat(), "message": commit.message[:4000]})

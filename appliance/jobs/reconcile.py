@@ -1,0 +1,89 @@
+"""Start-up reconciliation: make the store and Docker agree after a stop or a crash.
+
+- A build a worker was running when the daemon died is started over once (its containers
+  and database removed first); interrupted a second time, it fails with the reason.
+- A running build whose server container is gone is marked stopped (database kept).
+- A labelled container of this appliance that no build claims is removed.
+- Tasks cut short are queued again; databases left invalid by an interrupted drop go.
+Safe to run at any time when no worker is running.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from appliance.store import builds as builds_store
+
+log = logging.getLogger(__name__)
+
+# A build interrupted this many times by restarts fails instead of starting over.
+MAX_ATTEMPTS = 2
+
+
+def reconcile(svc) -> dict:
+    report = {"requeued": [], "failed": [], "stopped": [], "removed": [], "dropped": []}
+    with svc.db.transaction() as conn:
+        in_flight = builds_store.in_flight(conn)
+    for build in in_flight:
+        _reset_interrupted(svc, build, report)
+    _check_running(svc, report)
+    _remove_orphans(svc, report)
+    with svc.db.transaction() as conn:
+        conn.execute("UPDATE tasks SET state = 'queued' WHERE state = 'running'")
+    report["dropped"] = svc.postgres.drop_invalid_databases(svc.config.database.db_prefix)
+    if any(report.values()):
+        log.info("reconciled: %s", {k: v for k, v in report.items() if v})
+    return report
+
+
+def _reset_interrupted(svc, build: dict, report: dict) -> None:
+    for info in svc.docker.find(build_id=build["id"]):
+        svc.docker.remove(info.id)
+    if build["database"]:
+        svc.postgres.drop_database(build["database"])
+    with svc.db.transaction() as conn:
+        if build["attempts"] >= MAX_ATTEMPTS:
+            builds_store.skip_pending_steps(conn, build["id"])
+            builds_store.set_state(
+                conn, build["id"], "failed", result="failure",
+                reason=f"interrupted {build['attempts']} times by a restart of the appliance "
+                       f"(last during {build['state']})")
+            report["failed"].append(build["id"])
+            return
+        builds_store.set_state(conn, build["id"], "queued", database=None, result=None,
+                               reason="", failed_tests=[], warnings=[])
+        builds_store.add_event(conn, project_id=build["project_id"], branch_id=build["branch_id"],
+                               build_id=build["id"], kind="build_restarted",
+                               message=f"build #{build['id']} started over: the appliance "
+                                       f"restarted during {build['state']}")
+        report["requeued"].append(build["id"])
+
+
+def _check_running(svc, report: dict) -> None:
+    with svc.db.transaction() as conn:
+        running = builds_store.running_servers(conn)
+    for build in running:
+        servers = [c for c in svc.docker.find(build_id=build["id"], role="server")
+                   if c.status == "running"]
+        if servers:
+            if servers[0].host_port and servers[0].host_port != build["host_port"]:
+                with svc.db.transaction() as conn:
+                    builds_store.update(conn, build["id"], host_port=servers[0].host_port)
+            continue
+        for info in svc.docker.find(build_id=build["id"], role="server"):
+            svc.docker.remove(info.id)
+        with svc.db.transaction() as conn:
+            builds_store.set_state(conn, build["id"], "stopped", host_port=None)
+        report["stopped"].append(build["id"])
+
+
+def _remove_orphans(svc, report: dict) -> None:
+    with svc.db.transaction() as conn:
+        wanted = {row["id"] for row in conn.execute(
+            "SELECT id FROM builds WHERE state IN ('running', 'starting')")}
+    for info in svc.docker.find():
+        if info.build_id in wanted and info.role == "server":
+            continue
+        log.info("removing container %s (build %s, %s)", info.name, info.build_id, info.role)
+        svc.docker.remove(info.id)
+        report["removed"].append(info.name)

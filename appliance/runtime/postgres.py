@@ -1,0 +1,112 @@
+"""PostgreSQL as Odoo's database server: per-project roles and the builds' databases.
+
+Every statement that names a role or a database composes identifiers with psycopg.sql,
+never by string formatting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+
+import psycopg
+from psycopg import sql
+
+from appliance.config import DatabaseConfig
+from appliance.errors import SystemFailure
+from appliance.store.db import conninfo
+
+log = logging.getLogger(__name__)
+
+# Odoo keeps one connection per worker thread plus cron threads; a runaway build must not
+# exhaust the cluster's max_connections for everyone else.
+ROLE_CONNECTION_LIMIT = 32
+# A transaction left open by a crashed request holds locks forever otherwise.
+IDLE_IN_TRANSACTION_TIMEOUT = "10min"
+DB_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
+
+
+class Postgres:
+    """Creates roles and databases with the appliance's administrative connection."""
+
+    def __init__(self, cfg: DatabaseConfig):
+        self.cfg = cfg
+
+    @contextlib.contextmanager
+    def _admin(self):
+        info = self.cfg.admin_dsn or conninfo(self.cfg)
+        try:
+            conn = psycopg.connect(info, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise SystemFailure(f"cannot reach PostgreSQL: {exc}") from None
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def ensure_role(self, role: str, password: str) -> None:
+        """The project's login role: no superuser, no createdb, no createrole. Idempotent."""
+        with self._admin() as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(sql.SQL(
+                "{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE CONNECTION LIMIT {} "
+                "PASSWORD {}").format(sql.SQL(verb), sql.Identifier(role),
+                                      sql.Literal(ROLE_CONNECTION_LIMIT), sql.Literal(password)))
+            conn.execute(sql.SQL("ALTER ROLE {} SET idle_in_transaction_session_timeout = {}")
+                         .format(sql.Identifier(role), sql.Literal(IDLE_IN_TRANSACTION_TIMEOUT)))
+            conn.execute(sql.SQL("GRANT {} TO {}").format(
+                sql.Identifier(self.cfg.projects_group), sql.Identifier(role)))
+            # The appliance must be a member to create databases owned by the role.
+            conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role)))
+
+    def create_database(self, name: str, owner: str, template: str = "template0") -> None:
+        """A new database owned by the project's role, closed to every other role."""
+        _check_name(name)
+        with self._admin() as conn:
+            conn.execute(sql.SQL(
+                "CREATE DATABASE {} OWNER {} TEMPLATE {} ENCODING 'UTF8' LC_COLLATE 'C' "
+                "LC_CTYPE 'C'").format(sql.Identifier(name), sql.Identifier(owner),
+                                       sql.Identifier(template)))
+            conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC")
+                         .format(sql.Identifier(name)))
+            conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}")
+                         .format(sql.Identifier(name), sql.Identifier(owner)))
+        log.info("created database %s owned by %s", name, owner)
+
+    def drop_database(self, name: str) -> None:
+        """Drop it, closing its connections first. Missing: nothing to do."""
+        _check_name(name)
+        with self._admin() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                         .format(sql.Identifier(name)))
+
+    def exists(self, name: str) -> bool:
+        with self._admin() as conn:
+            return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                (name,)).fetchone() is not None
+
+    def databases(self, prefix: str) -> list[str]:
+        with self._admin() as conn:
+            rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                                (prefix.replace("_", r"\_") + "%",)).fetchall()
+        return sorted(row[0] for row in rows)
+
+    def drop_invalid_databases(self, prefix: str) -> list[str]:
+        """An interrupted DROP DATABASE leaves datconnlimit = -2: such a database can only
+        be dropped. Returns the names dropped."""
+        with self._admin() as conn:
+            rows = conn.execute("SELECT datname FROM pg_database WHERE datconnlimit = -2 "
+                                "AND datname LIKE %s",
+                                (prefix.replace("_", r"\_") + "%",)).fetchall()
+        names = [row[0] for row in rows]
+        for name in names:
+            log.warning("dropping invalid database %s left by an interrupted drop", name)
+            self.drop_database(name)
+        return names
+
+
+def _check_name(name: str) -> None:
+    if not DB_NAME.match(name):
+        raise ValueError(f"refusing database name {name!r}")
