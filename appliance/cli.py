@@ -1,0 +1,253 @@
+"""`appliance ...`: the command line. Every command takes --config (or APPLIANCE_CONFIG)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from appliance import config as config_mod
+from appliance import layout
+from appliance.errors import ApplianceError, UserError
+from appliance.store import builds as builds_store
+from appliance.store import projects as projects_store
+from appliance.store import users as users_store
+
+# How often `build wait` and `logs -f` look again.
+POLL_SECONDS = 0.5
+FINAL_STATES = ("running", "stopped", "failed", "done", "dropped")
+
+
+class Context:
+    def __init__(self, config_path: str | None):
+        self.config_path = config_path
+        self._services = None
+
+    @property
+    def config(self) -> config_mod.Config:
+        return self.services.config if self._services else config_mod.load(self.config_path)
+
+    @property
+    def services(self):
+        if self._services is None:
+            from appliance.daemon import open_services
+            self._services = open_services(config_mod.load(self.config_path))
+        return self._services
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group()
+@click.option("--config", "config_path", envvar="APPLIANCE_CONFIG", type=click.Path(),
+              help="the config file (default /etc/appliance/appliance.toml)")
+@click.option("-v", "--verbose", is_flag=True, help="log at DEBUG level")
+@click.pass_context
+def cli(ctx, config_path, verbose):
+    """The Odoo appliance: push a branch, get a tested Odoo build."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = Context(config_path)
+
+
+@cli.command()
+@click.pass_context
+def serve(ctx):
+    """Run the appliance: web UI, git over HTTP, build workers, scheduler."""
+    from appliance.daemon import serve as run
+    run(config_mod.load(ctx.obj.config_path))
+
+
+@cli.command()
+@pass_ctx
+def migrate(obj):
+    """Apply the state database's migrations (safe to re-run)."""
+    from appliance.store.db import migrate as run
+    click.echo("state database up to date" if not run(obj.services.db) else "migrated")
+
+
+@cli.group()
+def user():
+    """People who sign in."""
+
+
+@user.command("create")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="may see and manage every project")
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+@pass_ctx
+def user_create(obj, name, admin, password_stdin):
+    """Create a user (asks for the password)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    with obj.services.db.transaction() as conn:
+        users_store.create_user(conn, name, password, is_admin=admin)
+    click.echo(f"user {name} created{' (admin)' if admin else ''}")
+
+
+@cli.group()
+def token():
+    """Tokens for git over HTTPS."""
+
+
+@token.command("create")
+@click.argument("user_name", metavar="USER")
+@click.option("--label", default="", help="what the token is for")
+def token_create(user_name, label):
+    """Create a token for USER; it is shown once."""
+    obj = click.get_current_context().find_object(Context)
+    with obj.services.db.transaction() as conn:
+        click.echo(users_store.create_token(conn, user_name, label))
+
+
+@cli.group()
+def project():
+    """Projects: one git repository, its branches and builds."""
+
+
+@project.command("create")
+@click.argument("name")
+@click.option("--odoo-version", default=None, help="default: [odoo] default_version")
+@click.option("--modules", default="", help="modules to install (default: all the branch's)")
+@click.option("--member", "members", multiple=True, help="a user to add as developer")
+@click.option("--demo", is_flag=True, help="mark as running on the offline stand-in")
+@pass_ctx
+def project_create(obj, name, odoo_version, modules, members, demo):
+    """Create a project with its git repository and PostgreSQL role."""
+    from appliance.jobs import projects as project_jobs
+    created = project_jobs.create(obj.services, name, odoo_version, modules=modules,
+                                  members=members, demo=demo)
+    cfg = obj.services.config
+    click.echo(f"project {created['name']} created (Odoo {created['odoo_version']})\n"
+               f"  git remote add appliance {cfg.server.public_url.rstrip('/')}"
+               f"/git/{created['name']}.git")
+
+
+@project.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def project_list(obj, as_json):
+    """List the projects."""
+    with obj.services.db.transaction() as conn:
+        rows = projects_store.list_projects(conn)
+    data = [{"name": p["name"], "odoo_version": p["odoo_version"],
+             "production_branch": p["production_branch"], "demo": p["demo"]} for p in rows]
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        for item in data:
+            click.echo(f"{item['name']}\tOdoo {item['odoo_version']}")
+
+
+@cli.group()
+def build():
+    """Builds of branches."""
+
+
+def build_json(cfg, row: dict, steps: list[dict]) -> dict:
+    iso = lambda value: value.isoformat() if value else None  # noqa: E731
+    return {"id": row["id"], "project": row.get("project"), "branch": row["branch"],
+            "commit": row["commit"], "stage": row["stage"], "state": row["state"],
+            "result": row["result"], "reason": row["reason"],
+            "url": layout.build_url(cfg, row), "page": layout.build_page(cfg, row["id"]),
+            "failed_tests": [t["name"] for t in row["failed_tests"]],
+            "created_at": iso(row["created_at"]), "started_at": iso(row["started_at"]),
+            "finished_at": iso(row["finished_at"]),
+            "timings": {s["name"]: s["seconds"] for s in steps if s["seconds"] is not None}}
+
+
+@build.command("list")
+@click.argument("project_name", metavar="PROJECT")
+@click.option("--branch", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def build_list(obj, project_name, branch, as_json):
+    """List a project's builds, newest first."""
+    with obj.services.db.transaction() as conn:
+        proj = projects_store.get_project(conn, project_name)
+        rows = builds_store.list_builds(conn, proj, branch)
+        data = [build_json(obj.services.config, r, builds_store.steps(conn, r["id"]))
+                for r in rows]
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        for item in data:
+            click.echo(f"#{item['id']}\t{item['branch']}\t{item['commit'][:8]}\t{item['state']}"
+                       f"\t{item['result'] or '-'}\t{item['url'] or ''}")
+
+
+@build.command("wait")
+@click.argument("build_id", type=int, metavar="BUILD")
+@click.option("--timeout", type=float, default=3600.0, help="seconds (default 3600)")
+@pass_ctx
+def build_wait(obj, build_id, timeout):
+    """Wait for a build to end: exit 0 when green, 1 when yellow or red, 2 on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with obj.services.db.transaction() as conn:
+            row = builds_store.get_build(conn, build_id)
+        if row["state"] in FINAL_STATES:
+            break
+        if time.monotonic() > deadline:
+            click.echo(f"build #{build_id} still {row['state']} after {timeout:.0f} s", err=True)
+            sys.exit(2)
+        time.sleep(POLL_SECONDS)
+    click.echo(f"build #{build_id}: {row['state']}, {row['result'] or 'no result'}"
+               f"{': ' + row['reason'] if row['reason'] else ''}")
+    sys.exit(0 if row["result"] == "success" else 1)
+
+
+@cli.command()
+@click.argument("build_id", type=int, metavar="BUILD")
+@click.option("--file", "name", type=click.Choice(layout.LOG_FILES), default="install")
+@click.option("-f", "--follow", is_flag=True, help="keep printing new lines (Ctrl-C stops)")
+@pass_ctx
+def logs(obj, build_id, name, follow):
+    """Print a build's log (install, pip or odoo)."""
+    with obj.services.db.transaction() as conn:
+        builds_store.get_build(conn, build_id)
+    path = layout.log_path(obj.services.config, build_id, name)
+    offset = 0
+    while True:
+        if path.exists():
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read()
+            if chunk:
+                sys.stdout.write(chunk.decode("utf-8", errors="replace"))
+                sys.stdout.flush()
+                offset += len(chunk)
+        if not follow:
+            if not path.exists():
+                click.echo(f"build #{build_id} has no {name}.log yet", err=True)
+            return
+        time.sleep(POLL_SECONDS)
+
+
+@cli.command()
+@pass_ctx
+def doctor(obj):
+    """Check the state database, the Docker engine and the configured Odoo sources."""
+    svc = obj.services
+    click.echo(f"state database: ok ({svc.config.database.dsn})")
+    click.echo(f"docker engine: {svc.docker.version()}")
+    for version, spec in svc.config.odoo.versions.items():
+        local = Path(spec.source)
+        state = ("local tree" if (local / "odoo-bin").exists() else
+                 "cloned" if (svc.config.paths.odoo / "src" / version / "odoo-bin").exists()
+                 else f"to be cloned from {spec.source} at {spec.ref}")
+        click.echo(f"odoo {version}: {state}")
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except ApplianceError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1 if isinstance(exc, UserError) else 3)

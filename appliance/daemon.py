@@ -1,0 +1,117 @@
+"""The one process: waitress (web UI and git), the scheduler and the build workers.
+
+Started in order — state database (migrated), folders and hooks, reconcile, workers,
+scheduler, web server — and stopped in reverse on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import threading
+import time
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from waitress import create_server
+
+from appliance.config import Config
+from appliance.jobs import containers
+from appliance.jobs.queue import BuildQueue
+from appliance.jobs.reconcile import reconcile
+from appliance.runtime import git
+from appliance.services import Services
+from appliance.store import db as store_db
+from appliance.web.app import create_app
+
+log = logging.getLogger(__name__)
+
+# On SIGTERM running builds get this long to finish; after that they are left to the next
+# start's reconcile (which starts them over), so a stop never hangs for an hour.
+SHUTDOWN_GRACE_SECONDS = 30
+# How often the cap on running servers is enforced besides after each build.
+SERVER_CAP_SECONDS = 60
+
+
+def prepare(cfg: Config) -> None:
+    """Folders, hooks and the session key. Safe to re-run."""
+    for folder in (cfg.paths.data_dir, cfg.paths.repos, cfg.paths.builds, cfg.paths.odoo):
+        folder.mkdir(parents=True, exist_ok=True)
+    git.install_hooks(cfg.paths.hooks)
+    if not cfg.server.secret_key:
+        cfg.server.secret_key = load_secret_key(cfg)
+
+
+def load_secret_key(cfg: Config) -> str:
+    path = cfg.paths.data_dir / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def open_services(cfg: Config) -> Services:
+    db = store_db.Database(cfg.database, max_size=cfg.server.threads + cfg.workers.builds + 4)
+    db.open()
+    store_db.migrate(db)
+    prepare(cfg)
+    return Services(cfg, db)
+
+
+def _supervised(name: str, func, *args):
+    """A scheduled job that logs its failure and carries on at its next run."""
+    def job():
+        try:
+            func(*args)
+        except Exception:  # the scheduler must outlive any one failing run
+            log.exception("scheduled job %s failed; it runs again later", name)
+    return job
+
+
+def serve(cfg: Config, ready: threading.Event | None = None) -> None:
+    svc = open_services(cfg)
+    reconcile(svc)
+    queue = BuildQueue(svc)
+    queue.start()
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.add_job(_supervised("server-cap", containers.enforce_server_cap, svc),
+                      "interval", seconds=SERVER_CAP_SECONDS, id="server-cap")
+    scheduler.start()
+    host, _, port = cfg.server.listen.rpartition(":")
+    server = create_server(create_app(cfg, svc.db), host=host or "127.0.0.1", port=int(port),
+                           threads=cfg.server.threads, ident="appliance")
+
+    def stop(signum, frame):
+        log.info("signal %s: stopping", signum)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("serving on http://%s (public address %s)", cfg.server.listen, cfg.server.public_url)
+    if ready is not None:
+        ready.set()
+    try:
+        server.run()
+    except SystemExit:
+        pass
+    finally:
+        server.close()
+        scheduler.shutdown(wait=False)
+        _stop_queue(queue)
+        svc.db.close()
+        log.info("stopped")
+
+
+def _stop_queue(queue: BuildQueue) -> None:
+    queue.stop(wait=False)
+    deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+    while time.monotonic() < deadline:
+        if all(queue.busy.acquire(blocking=False) for _ in range(queue.size)):
+            return
+        time.sleep(0.5)
+    log.warning("builds still running after %s s: the next start picks them up again",
+                SHUTDOWN_GRACE_SECONDS)
+    logging.shutdown()
+    os._exit(0)

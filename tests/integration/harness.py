@@ -1,0 +1,194 @@
+"""A real appliance daemon in a subprocess, and real git pushes to it.
+
+The daemon gets its own scratch state database, data folder and port; it builds with the
+stand-in Odoo on the real Docker engine and the host's PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from appliance import config as config_mod
+from appliance.services import Services
+from appliance.store import builds as builds_store
+from appliance.store import db as store_db
+from appliance.store import users as users_store
+from tests.conftest import (ADDONS, ROOT, STATE_DIR, STUB_ODOO, TEST_PACKAGES,
+                            create_scratch_database, drop_scratch_database)
+
+FINAL_STATES = ("running", "stopped", "failed", "done", "dropped")
+BUILD_LINE = re.compile(r"build #(\d+) queued: (\S+)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_config(folder: Path, dbname: str, port: int, extra: str = "") -> Path:
+    ca_bundle = os.environ.get("APPLIANCE_TEST_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    packages = ", ".join(f'"{p}"' for p in TEST_PACKAGES)
+    path = folder / "appliance.toml"
+    path.write_text(f"""
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+threads = 8
+secret_key = "test-secret"
+
+[paths]
+data_dir = "{folder / 'data'}"
+
+[database]
+dsn = "host=127.0.0.1 dbname={dbname} user=appliance"
+password_file = "{STATE_DIR / 'db-password'}"
+
+[workers]
+builds = 2
+poll_seconds = 0.5
+
+[runtime]
+debian_packages = [{packages}]
+ca_bundle = "{ca_bundle if Path(ca_bundle).exists() else ''}"
+memory = "1g"
+
+[builds]
+health_timeout = 60
+
+[odoo.versions."18.0"]
+source = "{STUB_ODOO}"
+ref = ""
+{extra}
+""")
+    return path
+
+
+class Appliance:
+    """A daemon under test, with an admin, a token and helpers to push and wait."""
+
+    def __init__(self, folder: Path, name: str):
+        self.folder = folder
+        self.dbname = f"appliance_it_{name}_{os.getpid()}"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        create_scratch_database(self.dbname)
+        self.config_path = write_config(folder, self.dbname, self.port)
+        self.config = config_mod.load(self.config_path, env={})
+        self.db = store_db.Database(self.config.database, max_size=4).open()
+        store_db.migrate(self.db)
+        self.svc = Services(self.config, self.db)
+        self.process = None
+        self.log_path = folder / "daemon.log"
+
+    # -- the daemon ---------------------------------------------------------------
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "appliance.cli", "--config", str(self.config_path), "serve"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daemon exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/-/health", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("daemon did not answer within 60 s")
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 60) -> int:
+        if self.process is None:
+            return 0
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=timeout)
+        self.process = None
+        return code
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.stop()
+        for info in self.svc.docker.find():
+            self.svc.docker.remove(info.id)
+        with self.db.transaction() as conn:
+            names = [row["database"] for row in conn.execute(
+                "SELECT database FROM builds WHERE database IS NOT NULL")]
+        for name in names:
+            self.svc.postgres.drop_database(name)
+        self.db.close()
+        drop_scratch_database(self.dbname)
+
+    # -- people and projects -------------------------------------------------------
+    def make_user(self, name: str = "admin", admin: bool = True) -> str:
+        """Create a user; returns a git token for it."""
+        with self.db.transaction() as conn:
+            users_store.create_user(conn, name, "password-" + name, is_admin=admin)
+            return users_store.create_token(conn, name)
+
+    def make_project(self, name: str, **kwargs) -> dict:
+        from appliance.jobs import projects
+        return projects.create(self.svc, name, **kwargs)
+
+    # -- git ---------------------------------------------------------------------
+    def remote(self, project: str, user: str, token: str) -> str:
+        return f"http://{user}:{token}@127.0.0.1:{self.port}/git/{project}.git"
+
+    def wait_build(self, build_id: int, timeout: float = 300,
+                   states=FINAL_STATES) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.db.transaction() as conn:
+                build = builds_store.get_build(conn, build_id)
+            if build["state"] in states:
+                return build
+            if time.monotonic() > deadline:
+                raise AssertionError(f"build {build_id} still {build['state']} after {timeout} s;"
+                                     f" daemon log:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def steps(self, build_id: int) -> list[dict]:
+        with self.db.transaction() as conn:
+            return builds_store.steps(conn, build_id)
+
+
+def make_repo(folder: Path, addon_set: str | None = None, files: dict | None = None) -> Path:
+    """A git work tree with one commit holding tests/addons/<addon_set> and/or files."""
+    folder.mkdir(parents=True)
+    if addon_set:
+        shutil.copytree(ADDONS / addon_set, folder, dirs_exist_ok=True)
+    for name, content in (files or {}).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(content)
+    git(folder, "init", "-q", "-b", "main")
+    git(folder, "add", "-A")
+    git(folder, "commit", "-q", "-m", f"Add {addon_set or 'files'}")
+    return folder
+
+
+def git(folder: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "Test Author", "GIT_AUTHOR_EMAIL": "a@example.com",
+           "GIT_COMMITTER_NAME": "Test Author", "GIT_COMMITTER_EMAIL": "a@example.com",
+           "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(folder)}
+    result = subprocess.run(["git", *args], cwd=folder, env=env, capture_output=True, text=True,
+                            timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def push(folder: Path, remote: str, branch: str, check: bool = True):
+    """Push HEAD to branch; returns (process, build ids announced in the output)."""
+    result = git(folder, "push", remote, f"HEAD:refs/heads/{branch}", check=check)
+    ids = [int(m.group(1)) for m in BUILD_LINE.finditer(result.stderr)]
+    return result, ids

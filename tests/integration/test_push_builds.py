@@ -1,0 +1,199 @@
+"""git push over HTTP to a running daemon: builds appear and end green, yellow or red."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from appliance import layout
+from tests.conftest import ROOT
+from tests.integration.harness import Appliance, git, make_repo, push
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def appliance(tmp_path_factory):
+    app = Appliance(tmp_path_factory.mktemp("appliance"), "push")
+    try:
+        app.start()
+        app.token = app.make_user("admin")
+        app.make_project("acme")
+        yield app
+    finally:
+        app.close()
+
+
+def remote(app):
+    return app.remote("acme", "admin", app.token)
+
+
+def pushed_build(app, tmp_path, addon_set, branch, files=None):
+    repo = make_repo(tmp_path / branch.replace("/", "_"), addon_set, files)
+    result, ids = push(repo, remote(app), branch)
+    assert len(ids) == 1, result.stderr
+    assert f"{app.url}/builds/{ids[0]}" in result.stderr
+    return app.wait_build(ids[0])
+
+
+def log_text(app, build, name="install"):
+    return layout.log_path(app.config, build["id"], name).read_text()
+
+
+def test_an_addon_with_passing_tests_ends_green_and_running(appliance, tmp_path):
+    build = pushed_build(appliance, tmp_path, "green", "feature-green")
+    assert (build["state"], build["result"]) == ("running", "success"), build["reason"]
+    steps = {s["name"]: s for s in appliance.steps(build["id"])}
+    assert all(s["state"] == "done" for s in steps.values()), steps
+    assert all(s["seconds"] is not None for s in steps.values())
+    assert "odoo.tests.result: 0 failed, 0 error(s) of" in log_text(appliance, build)
+
+
+def test_the_running_build_answers_web_health_at_its_address(appliance, tmp_path):
+    build = pushed_build(appliance, tmp_path, "green", "feature-health")
+    url = layout.build_url(appliance.config, build)
+    with urllib.request.urlopen(url + "web/health", timeout=10) as response:
+        assert json.loads(response.read()) == {"status": "pass"}
+    with urllib.request.urlopen(url + "web/login", timeout=10) as response:
+        assert response.status == 200
+
+
+def test_a_failing_test_ends_red_with_the_test_named(appliance, tmp_path):
+    build = pushed_build(appliance, tmp_path, "red_test", "feature-red")
+    assert build["result"] == "failure"
+    names = [t["name"] for t in build["failed_tests"]]
+    assert names and all("." in name for name in names), build["failed_tests"]
+    assert "failed" in build["reason"]
+
+
+def test_a_warning_only_install_ends_yellow(appliance, tmp_path):
+    build = pushed_build(appliance, tmp_path, "yellow", "feature-yellow")
+    assert (build["state"], build["result"]) == ("running", "warning"), build["reason"]
+    assert any("no access rules" in w for w in build["warnings"])
+
+
+def test_an_addon_raising_on_import_ends_red_with_the_whole_traceback(appliance, tmp_path):
+    build = pushed_build(appliance, tmp_path, "import_error", "feature-import")
+    assert (build["state"], build["result"]) == ("failed", "failure")
+    text = log_text(appliance, build)
+    assert "Traceback (most recent call last):" in text
+    from appliance.runtime.odoo import parse_log
+    records = [r for r in parse_log(text) if "Traceback" in r.text]
+    assert records and records[0].level == "CRITICAL"
+    assert records[0].text.rstrip().splitlines()[-1].strip(), "traceback ends with the error"
+    assert not appliance.svc.docker.find(build_id=build["id"])
+
+
+def test_a_repository_without_modules_says_no_odoo_module_found(appliance, tmp_path):
+    build = pushed_build(appliance, tmp_path, "no_module", "no-modules")
+    assert build["state"] == "failed"
+    assert "no Odoo module found" in build["reason"]
+
+
+def test_a_manifest_that_is_not_a_dict_fails_with_a_clear_reason(appliance, tmp_path):
+    build = pushed_build(appliance, tmp_path, "bad_manifest", "bad-manifest")
+    assert build["state"] == "failed"
+    assert "__manifest__.py" in build["reason"]
+
+
+def test_pushing_to_an_unknown_project_is_refused(appliance, tmp_path):
+    repo = make_repo(tmp_path / "r", "green")
+    result, ids = push(repo, appliance.remote("nope", "admin", appliance.token), "main",
+                       check=False)
+    assert result.returncode != 0 and not ids
+    assert "does not exist" in result.stderr
+
+
+def test_a_wrong_token_is_refused_and_builds_nothing(appliance, tmp_path):
+    repo = make_repo(tmp_path / "r", "green")
+    before = _count_builds(appliance)
+    result, _ = push(repo, appliance.remote("acme", "admin", "appl_wrong"), "main", check=False)
+    assert result.returncode != 0
+    assert "Authentication failed" in result.stderr or "401" in result.stderr
+    assert _count_builds(appliance) == before
+
+
+@pytest.mark.parametrize("branch", ["feat;rm -rf ~", "a$(id)", "x" * 150, "-dash", "a|b"])
+def test_hostile_branch_names_are_refused_and_change_nothing(appliance, tmp_path, branch):
+    repo = make_repo(tmp_path / "r", "green")
+    before = _count_builds(appliance)
+    result = git(repo, "push", remote(appliance), f"HEAD:refs/heads/{branch}", check=False)
+    assert result.returncode != 0
+    assert _count_builds(appliance) == before
+    listing = git(repo, "ls-remote", remote(appliance), check=False).stdout
+    assert branch not in listing
+
+
+def test_a_branch_name_with_dots_or_spaces_never_reaches_the_appliance(appliance, tmp_path):
+    repo = make_repo(tmp_path / "r", "green")
+    for branch in ("a..b", "with space"):
+        result = git(repo, "push", remote(appliance), f"HEAD:refs/heads/{branch}", check=False)
+        assert result.returncode != 0
+
+
+def test_deleting_a_branch_by_push_is_refused_with_a_message(appliance, tmp_path):
+    build = pushed_build(appliance, tmp_path, "no_module", "to-delete")
+    repo = tmp_path / "to-delete"
+    result = git(repo, "push", remote(appliance), ":refs/heads/to-delete", check=False)
+    assert result.returncode != 0
+    assert "deleting a branch by push is not allowed" in result.stderr
+    assert "to-delete" in git(repo, "ls-remote", remote(appliance)).stdout
+    assert build["id"]
+
+
+def test_fetching_back_over_http_returns_the_pushed_commit(appliance, tmp_path):
+    repo = make_repo(tmp_path / "src", "no_module")
+    push(repo, remote(appliance), "fetch-me")
+    head = git(repo, "rev-parse", "HEAD").stdout.strip()
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "-b", "fetch-me", remote(appliance), str(clone)],
+                   check=True, capture_output=True, timeout=60)
+    assert git(clone, "rev-parse", "HEAD").stdout.strip() == head
+
+
+def test_the_cli_lists_builds_as_json_and_waits_for_them(appliance, tmp_path):
+    build = pushed_build(appliance, tmp_path, "green", "cli-green")
+    cli = [sys.executable, "-m", "appliance.cli", "--config", str(appliance.config_path)]
+    out = subprocess.run(cli + ["build", "list", "acme", "--branch", "cli-green", "--json"],
+                         capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    listed = json.loads(out)
+    assert listed[0]["id"] == build["id"] and listed[0]["result"] == "success"
+    assert set(listed[0]["timings"]) >= {"checkout", "image", "install", "health"}
+    waited = subprocess.run(cli + ["build", "wait", str(build["id"]), "--timeout", "5"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert waited.returncode == 0, waited.stderr
+
+
+def _count_builds(app) -> int:
+    with app.db.transaction() as conn:
+        return conn.execute("SELECT count(*) AS n FROM builds").fetchone()["n"]
+
+
+def test_a_daemon_killed_during_a_build_finishes_it_after_restart(tmp_path):
+    app = Appliance(tmp_path, "kill")
+    try:
+        app.start()
+        token = app.make_user("admin")
+        app.make_project("killme")
+        repo = make_repo(tmp_path / "repo", "green")
+        _, ids = push(repo, app.remote("killme", "admin", token), "feature")
+        app.wait_build(ids[0], timeout=300, states=("installing", "testing", "starting",
+                                                     "running", "failed"))
+        app.stop(signal.SIGKILL)
+        time.sleep(0.5)
+        app.start()
+        build = app.wait_build(ids[0], timeout=300)
+        assert build["state"] in ("running", "failed")
+        if build["state"] == "failed":
+            assert build["reason"]
+        leftovers = [c for c in app.svc.docker.find(build_id=ids[0])
+                     if not (c.role == "server" and build["state"] == "running")]
+        assert leftovers == []
+    finally:
+        app.close()
