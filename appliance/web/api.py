@@ -1,0 +1,69 @@
+"""JSON twins of the pages, for scripts (same session login), and the health check."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from flask import Blueprint, jsonify, request
+
+from appliance import layout
+from appliance.store import builds as store_builds
+from appliance.store import overview
+from appliance.store import projects as store_projects
+from appliance.web.common import config, current_user, db, iso, visible_project
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("api", __name__)
+
+# The health check answers within this, even when the state database hangs.
+HEALTH_TIMEOUT_SECONDS = 5
+# At most this many builds per answer, newest first.
+BUILDS_LIMIT = 100
+
+
+@blueprint.get("/-/health")
+def health():
+    try:
+        with db().pool.connection(timeout=HEALTH_TIMEOUT_SECONDS) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:  # PoolTimeout is a psycopg.OperationalError too
+        log.warning("health check: state database unreachable: %s", exc)
+        return jsonify(status="error", error="state database unreachable"), 503
+    return jsonify(status="ok")
+
+
+@blueprint.get("/api/projects")
+def projects():
+    with db().transaction() as conn:
+        rows = store_projects.list_projects(conn, current_user())
+        summaries = overview.project_summaries(conn, [p["id"] for p in rows])
+    return jsonify([{"name": p["name"], "odoo_version": p["odoo_version"], "demo": p["demo"],
+                     "production_branch": p["production_branch"],
+                     "branch_count": summaries[p["id"]]["branch_count"],
+                     "latest_build": summaries[p["id"]]["latest_build"]} for p in rows])
+
+
+@blueprint.get("/api/projects/<name>/builds")
+def builds(name: str):
+    branch = request.args.get("branch") or None
+    with db().transaction() as conn:
+        project = visible_project(conn, name)
+        rows = store_builds.list_builds(conn, project, branch, limit=BUILDS_LIMIT)
+        steps = overview.steps_of_builds(conn, [b["id"] for b in rows])
+    return jsonify([build_json(b, steps.get(b["id"], [])) for b in rows])
+
+
+def build_json(build: dict, steps: list[dict]) -> dict:
+    return {
+        "id": build["id"], "project": build["project"], "branch": build["branch"],
+        "stage": build["stage"], "commit": build["commit"], "message": build["commit_message"],
+        "author": build["author"], "state": build["state"], "result": build["result"],
+        "reason": build["reason"], "url": layout.build_url(config(), build),
+        "page": layout.build_page(config(), build["id"]),
+        "steps": [{"name": s["name"], "state": s["state"], "seconds": s["seconds"]}
+                  for s in steps],
+        "created_at": iso(build["created_at"]), "started_at": iso(build["started_at"]),
+        "finished_at": iso(build["finished_at"]),
+    }

@@ -1,0 +1,80 @@
+"""The web application: blueprints, sessions, security headers, error pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from flask import Flask, jsonify, make_response, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from appliance.config import Config
+from appliance.errors import NotFound, PermissionDenied, UserError
+from appliance.store.db import Database
+from appliance.web import api, auth, builds, common, projects
+from appliance.web.git_http import blueprint as git_blueprint
+
+log = logging.getLogger(__name__)
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    # No inline scripts anywhere: JavaScript lives in static files.
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'",
+}
+# How long a sign-in lasts without signing in again.
+SESSION_LIFETIME = dt.timedelta(days=14)
+
+
+def create_app(config: Config, db: Database) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=config.server.secret_key,
+        SESSION_COOKIE_NAME="appliance_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.server.public_url.startswith("https://"),
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+    )
+    app.extensions[common.EXTENSION] = {"config": config, "db": db}
+    auth.install(app)
+    common.install_template_helpers(app)
+    for blueprint in (auth.blueprint, projects.blueprint, builds.blueprint, api.blueprint,
+                      git_blueprint):
+        app.register_blueprint(blueprint)
+    app.after_request(add_headers)
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(NotFound, lambda exc: error_page(404, str(exc)))
+    app.register_error_handler(PermissionDenied, lambda exc: error_page(403, str(exc)))
+    app.register_error_handler(UserError, lambda exc: error_page(400, str(exc)))
+    return app
+
+
+def add_headers(response):
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    # The same URL answers a fragment to htmx and a page otherwise: caches must tell apart.
+    response.vary.add("HX-Request")
+    return response
+
+
+def http_error(exc: HTTPException):
+    if exc.code is None or exc.code < 400 or request.blueprint in auth.SELF_AUTHENTICATED_BLUEPRINTS:
+        return exc
+    response = make_response(error_page(exc.code, exc.description or exc.name, exc.name))
+    for name, value in exc.get_headers():  # Allow, WWW-Authenticate, ...
+        if name.lower() not in ("content-type", "content-length"):
+            response.headers[name] = value
+    return response
+
+
+def error_page(code: int, message: str, title: str | None = None):
+    """An error as JSON for the API and the git client, as a page for people."""
+    if code == 404:
+        # Never echo what was asked for: "no project 'x'" and "not visible to you" look alike.
+        message = "Nothing here, or nothing you may see."
+    if request.path.startswith(("/api/", "/-/")):
+        return jsonify(error=message), code
+    return render_template("error.html", code=code, title=title or "Error",
+                           message=message), code

@@ -1,0 +1,89 @@
+"""A build's page (overview and logs), starting its server again, following its logs."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import (Blueprint, Response, abort, flash, redirect, render_template, request,
+                   send_file, url_for)
+
+from appliance import layout
+from appliance.errors import NotFound, UserError
+from appliance.store import builds as store_builds
+from appliance.web import logstream
+from appliance.web.common import config, current_user, db, is_finished, render, visible_build
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("builds", __name__)
+
+
+def log_file(build_id: int, name: str):
+    try:
+        return layout.log_path(config(), build_id, name)
+    except NotFound:
+        abort(404)
+
+
+@blueprint.get("/builds/<int:build_id>")
+def build(build_id: int):
+    with db().transaction() as conn:
+        build, project = visible_build(conn, build_id)
+        steps = store_builds.steps(conn, build_id)
+        task = store_builds.pending_task(conn, build_id)
+    return render("build.html", "_build_status.html", build=build, project=project,
+                  steps=steps, task=task, url=layout.build_url(config(), build),
+                  polling=not is_finished(build) or task is not None)
+
+
+@blueprint.post("/builds/<int:build_id>/start")
+def start(build_id: int):
+    with db().transaction() as conn:
+        build, _project = visible_build(conn, build_id)
+        if build["state"] != "stopped":
+            raise UserError(f"build #{build_id} is {build['state']}: only a stopped build "
+                            "can be started")
+        if store_builds.pending_task(conn, build_id) is None:
+            store_builds.request_task(conn, "start_server", build_id, current_user()["id"])
+            log.info("%s asked to start the server of build #%d", current_user()["name"],
+                     build_id)
+    flash("The server is starting.")
+    return redirect(url_for("builds.build", build_id=build_id), code=303)
+
+
+@blueprint.get("/builds/<int:build_id>/logs/<name>")
+def logs(build_id: int, name: str):
+    path = log_file(build_id, name)
+    with db().transaction() as conn:
+        build, project = visible_build(conn, build_id)
+    text, start, end, truncated = logstream.tail(path)
+    return render_template("logs.html", build=build, project=project, name=name, text=text,
+                           start=start, end=end, truncated=truncated, exists=path.exists())
+
+
+@blueprint.get("/builds/<int:build_id>/logs/<name>/stream")
+def stream(build_id: int, name: str):
+    path = log_file(build_id, name)
+    with db().transaction() as conn:
+        visible_build(conn, build_id)
+    # EventSource reconnects by itself with Last-Event-ID: it wins over the URL's offset.
+    offset = request.headers.get("Last-Event-ID") or request.args.get("offset") or "0"
+    if not offset.isdigit():
+        abort(400, description="offset must be a byte offset (a whole number)")
+    # The module's constants are read now (not at import), so tests can shorten them.
+    events = logstream.follow(path, int(offset), follow_seconds=logstream.FOLLOW_SECONDS,
+                              poll_seconds=logstream.POLL_SECONDS,
+                              keepalive_seconds=logstream.KEEPALIVE_SECONDS)
+    return Response(events, mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@blueprint.get("/builds/<int:build_id>/logs/<name>/download")
+def download(build_id: int, name: str):
+    path = log_file(build_id, name)
+    with db().transaction() as conn:
+        visible_build(conn, build_id)
+    if not path.exists():
+        abort(404)
+    return send_file(path, mimetype="text/plain", as_attachment=True,
+                     download_name=f"build-{build_id}-{name}.log", max_age=0)

@@ -1,0 +1,119 @@
+"""What every view shares: the services, the signed-in user, permissions, rendering."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import current_app, g, render_template, request
+
+from appliance import layout
+from appliance.config import Config
+from appliance.errors import NotFound
+from appliance.store import builds as store_builds
+from appliance.store import projects as store_projects
+from appliance.store import users as store_users
+from appliance.store.db import Database
+
+EXTENSION = "appliance"
+IN_PROGRESS_STATES = ("queued",) + store_builds.ACTIVE_STATES
+
+
+def db() -> Database:
+    return current_app.extensions[EXTENSION]["db"]
+
+
+def config() -> Config:
+    return current_app.extensions[EXTENSION]["config"]
+
+
+def current_user() -> dict | None:
+    """The signed-in user (loaded once per request by the login hook), or None."""
+    return g.get("user")
+
+
+def is_htmx() -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def render(page: str, fragment: str, **context) -> str:
+    """The fragment for an htmx request, the whole page otherwise."""
+    return render_template(fragment if is_htmx() else page, **context)
+
+
+def visible_project(conn, name: str) -> dict:
+    """The project if the current user may see it; NotFound (a 404) otherwise, so that
+    the names of other people's projects are not revealed."""
+    project = store_projects.get_project(conn, name)
+    require_access(conn, project)
+    return project
+
+
+def visible_build(conn, build_id: int) -> tuple[dict, dict]:
+    """The build and its project if the current user may see them; NotFound otherwise."""
+    build = store_builds.get_build(conn, build_id)
+    project = store_projects.project_by_id(conn, build["project_id"])
+    require_access(conn, project)
+    return build, project
+
+
+def require_access(conn, project: dict) -> None:
+    user = current_user()
+    if user is None or not store_users.can_access(conn, user, project):
+        raise NotFound(f"no project {project['name']!r}")
+
+
+def build_colour(build: dict) -> str:
+    """The colour of a build's cell: what Odoo.sh users read at a glance."""
+    if build["state"] in IN_PROGRESS_STATES:
+        return "grey"
+    if build["state"] in ("stopped", "dropped"):
+        return "dark"
+    if build["result"] == "success":
+        return "green"
+    if build["result"] == "warning":
+        return "yellow"
+    if build["result"] == "failure" or build["state"] == "failed":
+        return "red"
+    return "grey"
+
+
+def is_finished(build: dict) -> bool:
+    return build["state"] in store_builds.FINISHED_STATES
+
+
+def elapsed_seconds(build: dict) -> float | None:
+    """Seconds from start to finish (or to now while in progress), None before it starts."""
+    if not build.get("started_at"):
+        return None
+    end = build.get("finished_at") or dt.datetime.now(dt.timezone.utc)
+    return max(0.0, (end - build["started_at"]).total_seconds())
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def format_time(value: dt.datetime | None) -> str:
+    if value is None:
+        return "–"
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def install_template_helpers(app) -> None:
+    app.jinja_env.filters["duration"] = format_duration
+    app.jinja_env.filters["when"] = format_time
+    app.jinja_env.globals.update(colour=build_colour, current_user=current_user,
+                                 is_finished=is_finished, elapsed=elapsed_seconds,
+                                 log_names=layout.LOG_FILES)
