@@ -1,0 +1,356 @@
+"""The Docker engine: build containers, their network, their labels.
+
+Every container the appliance starts goes through `DockerRuntime.start`, which applies the
+safety defaults (non-root, no capabilities, no new privileges, pids/memory/CPU limits,
+ports on one interface only) so no caller can forget one. Containers carry labels, so
+the appliance finds them again after a restart; the instance label keeps two appliances
+(or two test runs) on one engine from ever touching each other's containers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import docker
+import docker.errors
+import docker.types
+import requests.exceptions
+
+from appliance.config import RuntimeConfig
+from appliance.errors import DockerError
+
+log = logging.getLogger(__name__)
+
+LABEL_PROJECT = "appliance.project"
+LABEL_BUILD = "appliance.build"
+LABEL_ROLE = "appliance.role"  # "install" | "server" | "task"
+LABEL_APPLIANCE = "appliance.instance"
+
+ROLES = ("install", "server", "task")
+
+# Where the configured CA bundle appears inside every container (and runtime image).
+CA_BUNDLE_PATH = "/etc/appliance/ca-bundle.crt"
+CA_ENV_NAMES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT", "CURL_CA_BUNDLE")
+
+# A container must never be handed the engine itself: that is root on the host.
+DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+
+_network_lock = threading.Lock()
+
+
+@dataclass
+class Mount:
+    source: str
+    target: str
+    read_only: bool = True
+
+
+@dataclass
+class ContainerInfo:
+    id: str
+    name: str
+    labels: dict
+    status: str  # Docker's status: created, running, restarting, exited, dead...
+    build_id: int | None
+    role: str | None
+    host_port: int | None
+    exit_code: int | None
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("running", "restarting")
+
+
+def engine_address() -> str:
+    """The engine the SDK talks to, for error messages."""
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+def _unreachable(exc: Exception) -> DockerError:
+    return DockerError(f"cannot reach the Docker engine at {engine_address()}: "
+                       f"is dockerd running? ({exc})")
+
+
+@contextmanager
+def engine_errors(action: str):
+    """Turn the SDK's exceptions into DockerError, saying what was being done."""
+    try:
+        yield
+    except requests.exceptions.ConnectionError as exc:
+        raise _unreachable(exc) from exc
+    except requests.exceptions.RequestException as exc:
+        raise DockerError(f"{action}: {exc}") from exc
+    except docker.errors.APIError as exc:
+        raise DockerError(f"{action}: {exc.explanation or exc}") from exc
+    except docker.errors.DockerException as exc:
+        raise DockerError(f"{action}: {exc}") from exc
+
+
+def _timed_out(exc: BaseException | None) -> bool:
+    """A read timeout, as the SDK reports it (a ConnectionError on a unix socket)."""
+    if isinstance(exc, requests.exceptions.Timeout):
+        return True
+    return isinstance(exc, requests.exceptions.ConnectionError) and "timed out" in str(exc)
+
+
+def connect():
+    """A client for the engine named by the environment (DOCKER_HOST or the socket)."""
+    try:
+        return docker.from_env()
+    except (docker.errors.DockerException, requests.exceptions.ConnectionError) as exc:
+        raise _unreachable(exc) from exc
+
+
+def sanitize(name: str) -> str:
+    """A Docker-safe name: lower case letters, digits, '-', '_' and '.'."""
+    cleaned = re.sub(r"[^a-z0-9_.-]+", "-", name.lower()).strip("-.")
+    return cleaned or "x"
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _host_port(attrs: dict) -> int | None:
+    ports = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    for bindings in ports.values():
+        for binding in bindings or []:
+            port = _int_or_none(binding.get("HostPort"))
+            if port:
+                return port
+    return None
+
+
+def _info(container) -> ContainerInfo:
+    attrs = container.attrs
+    labels = dict((attrs.get("Config") or {}).get("Labels") or {})
+    state = attrs.get("State") or {}
+    status = state.get("Status") or container.status
+    exited = status in ("exited", "dead")
+    return ContainerInfo(
+        id=container.id, name=container.name, labels=labels, status=status,
+        build_id=_int_or_none(labels.get(LABEL_BUILD)), role=labels.get(LABEL_ROLE),
+        host_port=_host_port(attrs),
+        exit_code=_int_or_none(state.get("ExitCode")) if exited else None)
+
+
+def _check_mount(mount: Mount) -> None:
+    real = os.path.realpath(mount.source)
+    if real in DOCKER_SOCKETS or os.path.basename(real) == "docker.sock":
+        raise DockerError(f"refusing to mount the Docker socket ({mount.source}) "
+                          "into a container")
+
+
+class DockerRuntime:
+    """One Docker engine, seen through one appliance instance's labels."""
+
+    def __init__(self, cfg: RuntimeConfig, instance: str, client=None):
+        if not instance:
+            raise ValueError("an instance id is required")
+        self.cfg = cfg
+        self.instance = instance
+        self.client = client if client is not None else connect()
+
+    def version(self) -> str:
+        with engine_errors("reading the engine's version"):
+            return self.client.version()["Version"]
+
+    # Networks ---------------------------------------------------------------------
+
+    def network_name(self, project: str) -> str:
+        return sanitize(f"{self.cfg.network_prefix}-{self.instance}-{project}")
+
+    def _networks(self, name: str) -> list:
+        # The engine's name filter matches substrings: keep exact matches only.
+        with engine_errors(f"listing networks named {name}"):
+            return [n for n in self.client.networks.list(names=[name]) if n.name == name]
+
+    def ensure_network(self, project: str) -> str:
+        """A bridge network for the project's containers; safe to call again."""
+        name = self.network_name(project)
+        with _network_lock:
+            if self._networks(name):
+                return name
+            labels = {LABEL_APPLIANCE: self.instance, LABEL_PROJECT: project}
+            with engine_errors(f"creating network {name}"):
+                self.client.networks.create(name, driver="bridge", labels=labels,
+                                            check_duplicate=True)
+        log.info("created network %s", name)
+        return name
+
+    def remove_network(self, project: str) -> None:
+        name = self.network_name(project)
+        for network in self._networks(name):
+            try:
+                with engine_errors(f"removing network {name}"):
+                    network.remove()
+            except DockerError as exc:
+                if not isinstance(exc.__cause__, docker.errors.NotFound):
+                    raise
+            log.info("removed network %s", name)
+
+    # Containers -------------------------------------------------------------------
+
+    def start(self, *, name: str, image: str, command: list[str], labels: dict[str, str],
+              mounts: list[Mount], env: dict[str, str], network: str,
+              publish: int | None = None, restart: bool = False) -> ContainerInfo:
+        """Run a detached container with the safety defaults; return it started."""
+        mounts, env = self._with_ca_bundle(list(mounts), dict(env))
+        for mount in mounts:
+            _check_mount(mount)
+        self._free_name(name)
+        options = self._options(labels, mounts, env, publish, restart)
+        # create + start, never `run`: a missing image must not be pulled from a
+        # registry under a name someone else may own.
+        with engine_errors(f"creating container {name} from {image}"):
+            container = self.client.containers.create(
+                image, command, name=name, network=network, **options)
+        try:
+            with engine_errors(f"starting container {name}"):
+                container.start()
+                container.reload()
+        except DockerError:
+            self.remove(container.id)
+            raise
+        log.info("started container %s (%s) from %s", name, container.short_id, image)
+        return _info(container)
+
+    def _with_ca_bundle(self, mounts: list[Mount], env: dict[str, str]):
+        if self.cfg.ca_bundle:
+            mounts.append(Mount(self.cfg.ca_bundle, CA_BUNDLE_PATH, read_only=True))
+            for key in CA_ENV_NAMES:
+                env.setdefault(key, CA_BUNDLE_PATH)
+        return mounts, env
+
+    def _options(self, labels, mounts, env, publish, restart) -> dict:
+        cfg = self.cfg
+        options = dict(
+            user=f"{cfg.uid}:{cfg.uid}",
+            labels={**labels, LABEL_APPLIANCE: self.instance},
+            environment=env,
+            mounts=[docker.types.Mount(m.target, m.source, type="bind",
+                                       read_only=m.read_only) for m in mounts],
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            pids_limit=cfg.pids_limit,
+            mem_limit=cfg.memory,
+            memswap_limit=cfg.memory,
+            nano_cpus=int(cfg.cpus * 1_000_000_000),
+            privileged=False,
+            tty=False,
+            stdin_open=False,
+        )
+        if publish is not None:
+            options["ports"] = {f"{publish}/tcp": (cfg.publish_interface, None)}
+        if restart:
+            options["restart_policy"] = {"Name": "unless-stopped"}
+        return options
+
+    def _free_name(self, name: str) -> None:
+        """Remove a stopped container of ours holding `name`; refuse anything else."""
+        container = self._container(name)
+        if container is None:
+            return
+        labels = container.labels or {}
+        if labels.get(LABEL_APPLIANCE) != self.instance:
+            raise DockerError(f"the container name {name} is taken by a container "
+                              "this appliance does not own")
+        if container.status in ("running", "restarting", "paused"):
+            raise DockerError(f"a container named {name} is already running")
+        self.remove(container.id)
+
+    def _container(self, id_or_name: str):
+        try:
+            with engine_errors(f"inspecting container {id_or_name}"):
+                return self.client.containers.get(id_or_name)
+        except DockerError as exc:
+            if isinstance(exc.__cause__, docker.errors.NotFound):
+                return None
+            raise
+
+    def wait(self, container_id: str, timeout: float) -> int:
+        """The container's exit code; past `timeout` seconds it is killed."""
+        container = self._require(container_id)
+        try:
+            with engine_errors(f"waiting for container {container_id}"):
+                result = container.wait(timeout=timeout)
+        except DockerError as exc:
+            if not _timed_out(exc.__cause__):
+                raise
+            self._kill(container)
+            raise DockerError(f"container {container.name} timed out after "
+                              f"{timeout:g} s and was killed") from None
+        return int(result.get("StatusCode", -1))
+
+    def _kill(self, container) -> None:
+        try:
+            with engine_errors(f"killing container {container.name}"):
+                container.kill()
+        except DockerError as exc:
+            # Already gone or already stopped: nothing left to kill.
+            log.info("killing %s: %s", container.name, exc)
+
+    def _require(self, container_id: str):
+        container = self._container(container_id)
+        if container is None:
+            raise DockerError(f"no container {container_id}")
+        return container
+
+    def logs(self, container_id: str) -> str:
+        container = self._require(container_id)
+        with engine_errors(f"reading the logs of container {container_id}"):
+            data = container.logs(stdout=True, stderr=True)
+        return data.decode("utf-8", errors="replace")
+
+    def stop(self, container_id: str, timeout: int = 10) -> None:
+        """SIGTERM, then SIGKILL after `timeout` seconds; a missing container is fine."""
+        container = self._container(container_id)
+        if container is None:
+            return
+        try:
+            with engine_errors(f"stopping container {container_id}"):
+                container.stop(timeout=timeout)
+        except DockerError as exc:
+            if not isinstance(exc.__cause__, docker.errors.NotFound):
+                raise
+
+    def remove(self, container_id: str) -> None:
+        """Remove the container, running or not; a missing container is fine."""
+        try:
+            with engine_errors(f"removing container {container_id}"):
+                self.client.api.remove_container(container_id, force=True)
+        except DockerError as exc:
+            if not isinstance(exc.__cause__, docker.errors.NotFound):
+                raise
+
+    def get(self, container_id_or_name: str) -> ContainerInfo | None:
+        container = self._container(container_id_or_name)
+        if container is None:
+            return None
+        if (container.labels or {}).get(LABEL_APPLIANCE) != self.instance:
+            return None
+        return _info(container)
+
+    def find(self, *, build_id: int | None = None, project: str | None = None,
+             role: str | None = None) -> list[ContainerInfo]:
+        """This instance's containers (running or not) matching every given label."""
+        wanted = {LABEL_APPLIANCE: self.instance}
+        if build_id is not None:
+            wanted[LABEL_BUILD] = str(build_id)
+        if project is not None:
+            wanted[LABEL_PROJECT] = project
+        if role is not None:
+            wanted[LABEL_ROLE] = role
+        filters = {"label": [f"{key}={value}" for key, value in wanted.items()]}
+        with engine_errors("listing containers"):
+            found = self.client.containers.list(all=True, filters=filters,
+                                                ignore_removed=True)
+        return [_info(c) for c in found]

@@ -1,0 +1,203 @@
+#!/bin/bash
+# Prepare a Debian 12 host for the appliance: packages, PostgreSQL (roles, pg_hba,
+# database), the Docker engine and the base image of build containers.
+#
+# Usage (as root):  scripts/setup-host.sh STATE_DIR
+#   env PY      python of the appliance's venv; when set, the base image is made too
+#   env CONFIG  the appliance.toml to read for the base image (default: the usual one)
+#   env APPLIANCE_PROJECTS_GROUP (appliance_projects), APPLIANCE_DB_USER (appliance),
+#       APPLIANCE_DB_NAME (appliance)
+#
+# Safe to re-run, and fast when everything is in place: every step checks first.
+# Writes nothing outside STATE_DIR except system configuration (packages, pg_hba.conf,
+# roles, a running dockerd). The appliance's database password is kept in
+# STATE_DIR/db-password (mode 600) and reused on every run.
+set -euo pipefail
+
+PACKAGES=(postgresql docker.io debootstrap git nodejs npm chromium python3-psycopg2
+          python3-venv curl)
+# A package also counts as present when its command is there: Docker's or NodeSource's
+# own packages (docker-ce, nodejs with npm) conflict with Debian's.
+declare -A COMMANDS=([docker.io]=dockerd [debootstrap]=debootstrap [git]=git [nodejs]=node
+                     [npm]=npm [chromium]=chromium [curl]=curl)
+GROUP=${APPLIANCE_PROJECTS_GROUP:-appliance_projects}
+DB_USER=${APPLIANCE_DB_USER:-appliance}
+DB_NAME=${APPLIANCE_DB_NAME:-appliance}
+DOCKER_WAIT_SECONDS=60   # dockerd usually answers within 2 s; a slow disk can take longer
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'setup-host: %s\n' "$*" >&2; exit 1; }
+
+check_arguments() {
+    [ $# -eq 1 ] || die "usage: $0 STATE_DIR"
+    [ "$(id -u)" -eq 0 ] \
+        || die "must run as root (it installs packages and configures PostgreSQL)"
+    local name
+    for name in "$GROUP" "$DB_USER" "$DB_NAME"; do
+        [[ $name =~ ^[a-z_][a-z0-9_]*$ ]] || die "not a plain PostgreSQL name: '$name'"
+    done
+}
+
+package_present() {
+    local command=${COMMANDS[$1]:-} status
+    if [ -n "$command" ] && command -v "$command" >/dev/null; then
+        return 0
+    fi
+    status=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)
+    [ "$status" = "install ok installed" ]
+}
+
+install_packages() {
+    local missing=() package
+    for package in "${PACKAGES[@]}"; do
+        package_present "$package" || missing+=("$package")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        say "packages: all present"
+        return
+    fi
+    say "packages: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# --- PostgreSQL ------------------------------------------------------------------------
+
+# Sets PG_VERSION, PG_CLUSTER and PG_PORT from the first cluster, creating one if none.
+find_cluster() {
+    if [ -z "$(pg_lsclusters -h)" ]; then
+        local version
+        version=$(ls /usr/lib/postgresql | sort -n | tail -1)
+        say "postgresql: creating cluster $version/main"
+        pg_createcluster "$version" main >/dev/null
+    fi
+    read -r PG_VERSION PG_CLUSTER PG_PORT _ < <(pg_lsclusters -h | head -1)
+}
+
+start_postgresql() {
+    find_cluster
+    if pg_lsclusters -h | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" \
+            '$1 == v && $2 == c && $4 ~ /^online/ {found = 1} END {exit !found}'; then
+        say "postgresql $PG_VERSION/$PG_CLUSTER: running"
+    else
+        pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" start
+        say "postgresql $PG_VERSION/$PG_CLUSTER: started"
+    fi
+}
+
+psql_admin() {
+    runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" "$@"
+}
+
+# Project roles log in over the socket from containers, where peer cannot work.
+ensure_hba_rule() {
+    local hba rule_re peer_re tmp
+    hba=$(psql_admin -Atc 'SHOW hba_file')
+    rule_re="^local[[:space:]]+all[[:space:]]+\\+$GROUP[[:space:]]+scram-sha-256"
+    if grep -Eq "$rule_re" "$hba"; then
+        say "postgresql: pg_hba rule for +$GROUP present"
+        return
+    fi
+    peer_re='^local[[:space:]]+all[[:space:]]+all[[:space:]]+peer'
+    tmp=$(mktemp "$hba.XXXXXX")
+    awk -v rule="local   all             +$GROUP                     scram-sha-256" \
+        -v re="$peer_re" \
+        '!done && $0 ~ re {print rule; done = 1} {print} END {if (!done) print rule}' \
+        "$hba" > "$tmp"
+    cat "$tmp" > "$hba"   # keeps the file's owner and mode
+    rm -f "$tmp"
+    psql_admin -c 'SELECT pg_reload_conf()' >/dev/null
+    say "postgresql: pg_hba rule for +$GROUP added, configuration reloaded"
+}
+
+db_password() {
+    local file="$STATE_DIR/db-password"
+    if [ ! -s "$file" ]; then
+        (umask 077
+         head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | cut -c1-32 > "$file")
+        say "postgresql: generated a password for $DB_USER in $file" >&2
+    fi
+    chmod 600 "$file"
+    tr -d '\n' < "$file"
+}
+
+check_password_encryption() {
+    local encryption
+    encryption=$(psql_admin -Atc 'SHOW password_encryption')
+    if [ "$encryption" != "scram-sha-256" ]; then
+        say "postgresql: warning: password_encryption is $encryption;" \
+            "the appliance's password is stored as scram-sha-256 regardless"
+    fi
+}
+
+ensure_roles_and_database() {
+    local password
+    password=$(db_password)
+    check_password_encryption
+    psql_admin -v group="$GROUP" -v user="$DB_USER" -v db="$DB_NAME" \
+        -v pw="$password" <<'SQL'
+SET client_min_messages = warning;
+SELECT format('CREATE ROLE %I NOLOGIN', :'group')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'group') \gexec
+SELECT format('CREATE ROLE %I LOGIN', :'user')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'user') \gexec
+SET password_encryption = 'scram-sha-256';
+ALTER ROLE :"user" LOGIN CREATEDB CREATEROLE NOSUPERUSER PASSWORD :'pw';
+GRANT :"group" TO :"user" WITH ADMIN OPTION;
+SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
+ALTER DATABASE :"db" OWNER TO :"user";
+SQL
+    say "postgresql: role $DB_USER (admin of $GROUP) and database $DB_NAME ready"
+}
+
+# --- Docker ----------------------------------------------------------------------------
+
+start_docker() {
+    if docker info >/dev/null 2>&1; then
+        say "docker: running"
+        return
+    fi
+    if [ -d /run/systemd/system ]; then
+        systemctl start docker
+    else
+        setsid dockerd >>"$STATE_DIR/dockerd.log" 2>&1 < /dev/null &
+    fi
+    local waited=0
+    until docker info >/dev/null 2>&1; do
+        [ $waited -lt $DOCKER_WAIT_SECONDS ] \
+            || die "dockerd did not answer within $DOCKER_WAIT_SECONDS s" \
+                   "(see $STATE_DIR/dockerd.log)"
+        sleep 1
+        waited=$((waited + 1))
+    done
+    say "docker: started"
+}
+
+# The base image is made by the appliance's own code, the path a real install takes.
+ensure_base_image() {
+    if [ -z "${PY:-}" ]; then
+        say "base image: skipped (set PY to the venv's python to build it here)"
+        return
+    fi
+    [ -x "$PY" ] || die "PY=$PY is not an executable python"
+    local args=(-m appliance.runtime.images ensure-base)
+    [ -z "${CONFIG:-}" ] || args+=(--config "$CONFIG")
+    PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PY" "${args[@]}"
+}
+
+main() {
+    check_arguments "$@"
+    mkdir -p "$1"
+    STATE_DIR=$(cd "$1" && pwd)
+    REPO=$(cd "$(dirname "$0")/.." && pwd)
+    install_packages
+    start_postgresql
+    ensure_hba_rule
+    ensure_roles_and_database
+    start_docker
+    ensure_base_image
+}
+
+main "$@"
