@@ -51,6 +51,8 @@ def cli(ctx, config_path, verbose):
     """The Odoo appliance: push a branch, get a tested Odoo build."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The scheduler logs every run of every job at INFO: only its problems are news.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     ctx.obj = Context(config_path)
 
 
@@ -251,3 +253,7 @@ def main() -> None:
     except ApplianceError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1 if isinstance(exc, UserError) else 3)
+
+
+if __name__ == "__main__":
+    main()

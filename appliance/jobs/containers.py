@@ -144,7 +144,7 @@ def wait_ready(host: str, port: int, timeout: float, container_id: str | None = 
                 raise BuildFailed(f"{path} did not answer within {timeout:.0f} s")
             if docker is not None and container_id:
                 info = docker.get(container_id)
-                if info is None or info.status in ("exited", "dead"):
+                if info is None or info.status in ("exited", "dead", "restarting"):
                     raise BuildFailed(f"the server stopped before answering {path}: see odoo.log")
             time.sleep(HEALTH_POLL_SECONDS)
     return time.monotonic() - started

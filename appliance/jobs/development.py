@@ -26,9 +26,6 @@ from appliance.store import projects as projects_store
 log = logging.getLogger(__name__)
 
 STEPS = ["checkout", "image", "database", "install", "classify", "start", "health"]
-# Exit codes of `odoo-bin --stop-after-init` after which the modules are installed (0: all
-# fine, 1: tests failed); anything else means the database did not load.
-INSTALLED_EXIT_CODES = (0, 1)
 # How often the install's log is looked at to tell "testing" from "installing".
 PROGRESS_POLL_SECONDS = 0.5
 TEST_STARTED = re.compile(r" odoo\.addons\.[\w.]+\.tests\.[\w.]+: Starting ")
@@ -66,7 +63,7 @@ def run(svc, build: dict) -> None:
         _update(svc, build, result=verdict.result, reason=verdict.reason,
                 failed_tests=[_test_dict(t) for t in verdict.failed_tests],
                 warnings=verdict.warnings[:50])
-        if exit_code not in INSTALLED_EXIT_CODES:
+        if not installed(exit_code, verdict):
             raise BuildFailed(verdict.reason or f"the install exited with code {exit_code}")
 
     _state(svc, build, "starting")
@@ -84,6 +81,13 @@ def run(svc, build: dict) -> None:
     with svc.db.transaction() as conn:
         builds_store.set_state(conn, build["id"], "running", host_port=build["host_port"])
     containers.enforce_server_cap(svc, keep=build["id"])
+
+
+def installed(exit_code: int, verdict) -> bool:
+    """Did the modules install, so that a server can run on the database? `odoo-bin
+    --stop-after-init` exits 0 when all is fine and 1 when tests failed (the modules stay
+    installed); 255, or 1 without a test summary, means the database did not load."""
+    return exit_code == 0 or (exit_code == 1 and verdict.tests_run is not None)
 
 
 def checkout(svc, project: dict, build: dict, paths) -> tuple[list[str], list[str]]:

@@ -89,10 +89,12 @@ def configure_repo(repo: pygit2.Repository, hooks_dir: Path) -> None:
 
 def install_hooks(hooks_dir: Path, python: str = sys.executable) -> None:
     """Write the hook scripts every repository points at. Safe to re-run."""
+    from appliance import githook  # stdlib only: run by path, whatever the environment
     hooks_dir.mkdir(parents=True, exist_ok=True)
     for name in HOOKS:
         script = hooks_dir / name
-        body = f"#!/bin/sh\nexec {shlex.quote(python)} -m appliance.githook {name}\n"
+        body = (f"#!/bin/sh\nexec {shlex.quote(python)} -I {shlex.quote(githook.__file__)} "
+                f"{name}\n")
         if not script.exists() or script.read_text() != body:
             script.write_text(body)
             script.chmod(0o755)

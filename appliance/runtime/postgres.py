@@ -48,12 +48,20 @@ class Postgres:
     def ensure_role(self, role: str, password: str) -> None:
         """The project's login role: no superuser, no createdb, no createrole. Idempotent."""
         with self._admin() as conn:
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-            verb = "ALTER" if exists else "CREATE"
+            existing = conn.execute(
+                """SELECT r.rolsuper, pg_has_role(r.oid, g.oid, 'MEMBER') AS ours
+                   FROM pg_roles r, pg_roles g WHERE r.rolname = %s AND g.rolname = %s""",
+                (role, self.cfg.projects_group)).fetchone()
+            if existing and (existing[0] or not existing[1]):
+                raise SystemFailure(f"a PostgreSQL role {role!r} exists that is not one of "
+                                    "the appliance's project roles: refusing to touch it")
+            # SUPERUSER may only be named by a superuser, even to say no: a new role has
+            # none by default, and an existing one was checked above.
+            verb = "ALTER" if existing else "CREATE"
             conn.execute(sql.SQL(
-                "{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE CONNECTION LIMIT {} "
-                "PASSWORD {}").format(sql.SQL(verb), sql.Identifier(role),
-                                      sql.Literal(ROLE_CONNECTION_LIMIT), sql.Literal(password)))
+                "{} ROLE {} LOGIN NOCREATEDB NOCREATEROLE CONNECTION LIMIT {} PASSWORD {}")
+                .format(sql.SQL(verb), sql.Identifier(role), sql.Literal(ROLE_CONNECTION_LIMIT),
+                        sql.Literal(password)))
             conn.execute(sql.SQL("ALTER ROLE {} SET idle_in_transaction_session_timeout = {}")
                          .format(sql.Identifier(role), sql.Literal(IDLE_IN_TRANSACTION_TIMEOUT)))
             conn.execute(sql.SQL("GRANT {} TO {}").format(

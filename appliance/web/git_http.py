@@ -17,12 +17,13 @@ import subprocess
 import threading
 import time
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from appliance.errors import UserError
 from appliance.jobs import push
 from appliance.store import projects as projects_store
 from appliance.store import users as users_store
+from appliance.web import common
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("git", __name__)
@@ -35,8 +36,12 @@ _tickets: dict[str, dict] = {}
 _tickets_lock = threading.Lock()
 
 
-def _services():
-    return current_app.extensions["appliance"]
+def _db():
+    return common.db()
+
+
+def _config():
+    return common.config()
 
 
 def _plain(text: str, status: int, headers: dict | None = None) -> Response:
@@ -53,7 +58,7 @@ def _authenticate():
         name, _, token = base64.b64decode(header[6:]).decode().partition(":")
     except (ValueError, UnicodeDecodeError):
         return None
-    with _services().db.transaction() as conn:
+    with _db().transaction() as conn:
         return users_store.user_by_token(conn, name, token)
 
 
@@ -70,14 +75,14 @@ def serve(name: str, rest: str):
     if user is None:
         return _challenge("authentication failed: use your user name and a token "
                           "(`appliance token create USER`)")
-    with _services().db.transaction() as conn:
+    with _db().transaction() as conn:
         try:
             project = projects_store.get_project(conn, name)
         except UserError:
             project = None
         if project is None or not users_store.can_access(conn, user, project):
             return _plain(f"project {name!r} does not exist (or you are not a member of it)", 404)
-    repo = _services().config.paths.repos / f"{project['name']}.git"
+    repo = _config().paths.repos / f"{project['name']}.git"
     if not repo.is_dir():
         return _plain(f"project {name!r} has no repository", 404)
     env = _cgi_env(project, user, rest)
@@ -88,7 +93,7 @@ def serve(name: str, rest: str):
 
 
 def _cgi_env(project: dict, user: dict, rest: str) -> dict:
-    cfg = _services().config
+    cfg = _config()
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "GIT_PROJECT_ROOT": str(cfg.paths.repos),
@@ -171,7 +176,7 @@ def _new_ticket(project: dict, user: dict) -> str:
 
 
 def _hook_url() -> str:
-    host, _, port = _services().config.server.listen.rpartition(":")
+    host, _, port = _config().server.listen.rpartition(":")
     if host in ("", "0.0.0.0", "::", "[::]"):
         host = "127.0.0.1"
     return f"http://{host}:{port}/git/-/hook"
@@ -185,15 +190,14 @@ def hook(name: str):
             "pre-receive", "post-receive"):
         return _plain("unknown or expired push ticket", 403)
     updates = request.get_data(as_text=True)
-    services = _services()
     try:
-        with services.db.transaction() as conn:
+        with _db().transaction() as conn:
             project = projects_store.project_by_id(conn, grant["project_id"])
             user = users_store.get_user(conn, grant["user_id"])
             if name == "pre-receive":
                 lines = push.check(project, updates)
             else:
-                lines = push.received(conn, services.config, project, user, updates)
+                lines = push.received(conn, _config(), project, user, updates)
     except UserError as exc:
         return _plain(str(exc), 400)
     return _plain("\n".join(lines), 200)

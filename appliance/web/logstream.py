@@ -29,8 +29,9 @@ FOLLOW_SECONDS = 300
 # How often the file is checked for new lines: fast enough to feel live, cheap on disk.
 POLL_SECONDS = 0.25
 # A comment is sent after this long without lines: the only way to notice a client that
-# went away is a failing write, and proxies drop connections that stay silent.
-KEEPALIVE_SECONDS = 5
+# went away is a failing write (so a closed tab frees its thread within about twice
+# this), and proxies drop connections that stay silent.
+KEEPALIVE_SECONDS = 2
 # When resuming mid-file, how far back to look for a record (to tell a continuation line
 # from a line before any record). Bounded so a huge file costs little.
 LOOKBACK_BYTES = 1 << 20
