@@ -1,0 +1,60 @@
+"""End to end in a real browser: push a branch to a running daemon, watch it turn green."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import Appliance, make_repo, push
+
+pytestmark = [pytest.mark.browser, pytest.mark.docker]
+
+CHROMIUM = Path("/usr/bin/chromium")
+playwright_sync = pytest.importorskip("playwright.sync_api")
+expect = playwright_sync.expect
+if not CHROMIUM.exists():
+    pytest.skip("no Chromium at /usr/bin/chromium (apt-get install chromium)",
+                allow_module_level=True)
+# A build takes a few seconds on a warm machine; the first one may build an image.
+BUILD_TIMEOUT_MS = 240_000
+
+
+def test_a_pushed_branch_turns_green_in_the_browser_and_its_log_arrives(tmp_path):
+    app = Appliance(tmp_path, "browser")
+    try:
+        app.start()
+        token = app.make_user("admin")
+        app.make_project("acme")
+        with playwright_sync.sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True,
+                args=["--no-sandbox", "--disable-background-networking",
+                      "--disable-component-update", "--disable-sync", "--disable-gpu"])
+            page = browser.new_page()
+            errors = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(app.url + "/")
+            page.fill("input[name=name]", "admin")
+            page.fill("input[name=password]", "password-admin")
+            page.click("button[type=submit]")
+            page.get_by_role("link", name="acme").first.click()
+            expect(page).to_have_url(re.compile(r"/projects/acme$"))
+
+            repo = make_repo(tmp_path / "repo", "green")
+            _, ids = push(repo, app.remote("acme", "admin", token), "feature-ui")
+            cell = page.locator(f'a.cell[data-build="{ids[0]}"]')
+            expect(cell).to_be_visible(timeout=10_000)  # appears without reloading
+            expect(cell).to_have_class(re.compile(r"\bgreen\b"), timeout=BUILD_TIMEOUT_MS)
+
+            cell.click()
+            expect(page.locator("#build-status")).to_have_attribute("data-state", "running")
+            page.goto(f"{app.url}/builds/{ids[0]}/logs/install")
+            entries = page.locator("#log .log-entries .entry")
+            expect(entries.first).to_be_visible(timeout=10_000)
+            expect(page.locator("#log")).to_contain_text("odoo.tests.result")
+            browser.close()
+            assert not errors, errors
+    finally:
+        app.close()
