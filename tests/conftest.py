@@ -57,7 +57,12 @@ def create_scratch_database(name: str) -> None:
 
 def drop_scratch_database(name: str) -> None:
     with psycopg.connect(admin_conninfo(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        try:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except psycopg.errors.InsufficientPrivilege:
+            rows = conn.execute("SELECT usename, application_name, state, query FROM "
+                                "pg_stat_activity WHERE datname = %s", (name,)).fetchall()
+            raise AssertionError(f"cannot drop {name}: still connected: {rows}") from None
 
 
 def make_config(tmp_path: Path, dbname: str, **sections) -> config_mod.Config:
