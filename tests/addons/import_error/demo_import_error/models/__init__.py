@@ -1,0 +1,1 @@
+raise RuntimeError("deliberate error while importing demo_import_error.models")

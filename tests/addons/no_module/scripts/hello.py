@@ -1,0 +1,1 @@
+"""Not an addon: a folder without __manifest__.py."""

@@ -1,0 +1,1 @@
+from . import demo_warn_thing

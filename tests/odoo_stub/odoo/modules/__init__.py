@@ -1,0 +1,1 @@
+"""Modules: finding, importing, loading into a database (install/update)."""

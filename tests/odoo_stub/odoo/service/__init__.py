@@ -1,0 +1,1 @@
+"""The server: HTTP service, database preloading, signals."""
