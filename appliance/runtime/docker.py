@@ -157,7 +157,20 @@ class DockerRuntime:
             raise ValueError("an instance id is required")
         self.cfg = cfg
         self.instance = instance
-        self.client = client if client is not None else connect()
+        self._shared = client
+        self._local = threading.local()
+        if client is None:
+            self._local.client = connect()  # fails here, early, if the engine is away
+
+    @property
+    def client(self):
+        """A client per thread: the SDK's HTTP connection is not safe to share between
+        threads (concurrent builds saw requests garbled into 404 "page not found")."""
+        if self._shared is not None:
+            return self._shared
+        if getattr(self._local, "client", None) is None:
+            self._local.client = connect()
+        return self._local.client
 
     def version(self) -> str:
         with engine_errors("reading the engine's version"):
