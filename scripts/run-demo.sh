@@ -57,7 +57,7 @@ EOF
 for _ in $(seq 1 100); do curl -fsS "$url/-/health" >/dev/null 2>&1 && break; sleep 0.2; done
 
 work=$(mktemp -d)
-cp -r examples/demo_addon "$work/demo_addon"
+cp -r tests/addons/green/. "$work/"
 token=$(appliance token create admin --label "make run")
 git -C "$work" init -q -b main
 git -C "$work" add -A

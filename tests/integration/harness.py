@@ -35,9 +35,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_config(folder: Path, dbname: str, port: int, extra: str = "") -> Path:
+def write_config(folder: Path, dbname: str, port: int, odoo_source: Path = STUB_ODOO,
+                 packages: list[str] | None = None) -> Path:
     ca_bundle = os.environ.get("APPLIANCE_TEST_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
-    packages = ", ".join(f'"{p}"' for p in TEST_PACKAGES)
+    packages = ", ".join(f'"{p}"' for p in (packages or TEST_PACKAGES))
     path = folder / "appliance.toml"
     path.write_text(f"""
 [server]
@@ -66,9 +67,8 @@ memory = "1g"
 health_timeout = 60
 
 [odoo.versions."18.0"]
-source = "{STUB_ODOO}"
+source = "{odoo_source}"
 ref = ""
-{extra}
 """)
     return path
 
@@ -76,13 +76,14 @@ ref = ""
 class Appliance:
     """A daemon under test, with an admin, a token and helpers to push and wait."""
 
-    def __init__(self, folder: Path, name: str):
+    def __init__(self, folder: Path, name: str, odoo_source: Path = STUB_ODOO,
+                 packages: list[str] | None = None):
         self.folder = folder
         self.dbname = f"appliance_it_{name}_{os.getpid()}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         create_scratch_database(self.dbname)
-        self.config_path = write_config(folder, self.dbname, self.port)
+        self.config_path = write_config(folder, self.dbname, self.port, odoo_source, packages)
         self.config = config_mod.load(self.config_path, env={})
         self.db = store_db.Database(self.config.database, max_size=4).open()
         store_db.migrate(self.db)

@@ -55,7 +55,8 @@ def cfg() -> RuntimeConfig:
 
 @pytest.fixture(scope="module")
 def runtime(cfg, client):
-    runtime = DockerRuntime(cfg, instance=f"t{uuid.uuid4().hex[:10]}", client=client)
+    # No shared client: the runtime makes one per thread, as the daemon's workers do.
+    runtime = DockerRuntime(cfg, instance=f"t{uuid.uuid4().hex[:10]}")
     try:
         images.ensure_base_image(runtime, cfg)
     except ConfigError as exc:
