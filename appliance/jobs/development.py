@@ -108,12 +108,17 @@ def checkout(svc, project: dict, build: dict, paths) -> tuple[list[str], list[st
 def image(svc, build: dict, paths) -> str:
     pip_log = paths.logs / "pip.log"
     cfg = svc.config.runtime
-    images.ensure_base_image(svc.docker, cfg, pip_log)
     runtime = images.runtime_image(svc.docker, cfg, pip_log)
     repo = svc.config.paths.repos / f"{build['project']}.git"
     requirements = git.read_file(repo, build["commit"], "requirements.txt")
     apt = git.read_file(repo, build["commit"], "apt.txt")
-    return images.project_image(svc.docker, cfg, runtime.tag, requirements, apt, pip_log).tag
+    result = images.project_image(svc.docker, cfg, runtime.tag, requirements, apt, pip_log)
+    if result.cached:
+        with open(pip_log, "a", encoding="utf-8") as handle:
+            what = ("no requirements.txt or apt.txt: the runtime image"
+                    if requirements is None and apt is None else "cached, built before")
+            handle.write(f"image {result.tag}: {what}\n")
+    return result.tag
 
 
 def database(svc, project: dict, build: dict) -> str:

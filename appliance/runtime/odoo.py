@@ -354,7 +354,8 @@ def _last_exception_line(records: list[LogRecord]) -> str:
         line = _exception_line(record.text)
         if line:
             return line
-    return ""
+    # A crash before Odoo's logging started prints its traceback raw: one record a line.
+    return _exception_line("\n".join(r.text.rstrip("\n") for r in records if r.level == "RAW"))
 
 
 # --------------------------------------------------------------------------- commands

@@ -11,7 +11,8 @@ from appliance import layout
 from appliance.errors import NotFound, UserError
 from appliance.store import builds as store_builds
 from appliance.web import logstream
-from appliance.web.common import config, current_user, db, is_finished, render, visible_build
+from appliance.web.common import (config, current_user, db, is_finished, is_htmx, render,
+                                  visible_build)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,9 @@ def build(build_id: int):
         build, project = visible_build(conn, build_id)
         steps = store_builds.steps(conn, build_id)
         task = store_builds.pending_task(conn, build_id)
+        if not is_htmx():
+            # Someone looked at it: the server cap stops least recently used ones first.
+            store_builds.touch(conn, build_id)
     return render("build.html", "_build_status.html", build=build, project=project,
                   steps=steps, task=task, url=layout.build_url(config(), build),
                   polling=not is_finished(build) or task is not None)

@@ -36,7 +36,7 @@ def free_port() -> int:
 
 
 def write_config(folder: Path, dbname: str, port: int, odoo_source: Path = STUB_ODOO,
-                 packages: list[str] | None = None) -> Path:
+                 packages: list[str] | None = None, max_servers: int = 8) -> Path:
     ca_bundle = os.environ.get("APPLIANCE_TEST_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     packages = ", ".join(f'"{p}"' for p in (packages or TEST_PACKAGES))
     path = folder / "appliance.toml"
@@ -57,6 +57,7 @@ password_file = "{STATE_DIR / 'db-password'}"
 [workers]
 builds = 2
 poll_seconds = 0.5
+max_running_servers = {max_servers}
 
 [runtime]
 debian_packages = [{packages}]
@@ -77,13 +78,14 @@ class Appliance:
     """A daemon under test, with an admin, a token and helpers to push and wait."""
 
     def __init__(self, folder: Path, name: str, odoo_source: Path = STUB_ODOO,
-                 packages: list[str] | None = None):
+                 packages: list[str] | None = None, max_servers: int = 8):
         self.folder = folder
         self.dbname = f"appliance_it_{name}_{os.getpid()}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         create_scratch_database(self.dbname)
-        self.config_path = write_config(folder, self.dbname, self.port, odoo_source, packages)
+        self.config_path = write_config(folder, self.dbname, self.port, odoo_source, packages,
+                                        max_servers)
         self.config = config_mod.load(self.config_path, env={})
         self.db = store_db.Database(self.config.database, max_size=4).open()
         store_db.migrate(self.db)

@@ -197,3 +197,45 @@ def test_a_daemon_killed_during_a_build_finishes_it_after_restart(tmp_path):
         assert leftovers == []
     finally:
         app.close()
+
+
+def test_requirements_are_installed_into_the_image_with_pip_output_in_pip_log(appliance,
+                                                                              tmp_path):
+    build = pushed_build(appliance, tmp_path, "requirements", "feature-reqs")
+    assert (build["state"], build["result"]) == ("running", "success"), build["reason"]
+    assert build["image"].startswith("appliance/odoo-project:")
+    assert "six" in log_text(appliance, build, "pip")
+
+
+def test_the_cli_prints_a_build_log(appliance, tmp_path):
+    build = pushed_build(appliance, tmp_path, "green", "cli-logs")
+    cli = [sys.executable, "-m", "appliance.cli", "--config", str(appliance.config_path)]
+    out = subprocess.run(cli + ["logs", str(build["id"]), "--file", "install"],
+                         capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert "odoo.tests.result" in out
+
+
+def test_beyond_the_cap_the_least_recently_used_server_stops_and_can_start_again(tmp_path):
+    from appliance.store import builds as builds_store
+    app = Appliance(tmp_path, "cap", max_servers=1)
+    try:
+        app.start()
+        token = app.make_user("admin")
+        app.make_project("capped")
+        repo = make_repo(tmp_path / "repo", "green")
+        _, (first,) = push(repo, app.remote("capped", "admin", token), "one")
+        assert app.wait_build(first)["state"] == "running"
+        _, (second,) = push(repo, app.remote("capped", "admin", token), "two")
+        assert app.wait_build(second)["state"] == "running"
+        stopped = app.wait_build(first, states=("stopped",), timeout=30)
+        assert stopped["database"] and app.svc.postgres.exists(stopped["database"])
+        assert not app.svc.docker.find(build_id=first)
+
+        with app.db.transaction() as conn:
+            builds_store.request_task(conn, "start_server", first)
+        again = app.wait_build(first, states=("running",), timeout=60)
+        with urllib.request.urlopen(layout.build_url(app.config, again) + "web/login") as r:
+            assert r.status == 200
+        assert app.wait_build(second, states=("stopped",), timeout=30)["host_port"] is None
+    finally:
+        app.close()

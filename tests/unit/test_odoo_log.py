@@ -180,3 +180,13 @@ def test_a_non_zero_exit_code_alone_fails_the_build(exit_code):
 
 def test_an_empty_log_with_exit_code_0_is_green():
     assert classify("", 0, []).result == "success"
+
+
+def test_a_crash_before_logging_starts_gives_its_exception_as_the_reason():
+    text = ("Traceback (most recent call last):\n"
+            '  File "/opt/odoo/odoo-bin", line 5, in <module>\n'
+            "    import odoo\n"
+            "ModuleNotFoundError: No module named 'snap7'\n")
+    verdict = classify(text, 1, [])
+    assert verdict.result == "failure"
+    assert verdict.reason == "exit code 1: ModuleNotFoundError: No module named 'snap7'"
