@@ -136,7 +136,7 @@ def install(svc, project: dict, build: dict, modules: list[str], dirs: list[str]
     command = odoo.install_command(**containers.common_args(svc, project, build, dirs),
                                    logfile=f"{containers.LOG_DIR}/install.log",
                                    modules=modules, demo=True, test_enable=True,
-                                   test_tags=project["test_tags"] or None)
+                                   test_tags=test_tags(project, modules))
     info = svc.docker.start(
         name=containers.container_name(svc, build["id"], "install"), image=build["image"],
         command=command, labels=containers.labels(project, build, "install"),
@@ -151,6 +151,13 @@ def install(svc, project: dict, build: dict, modules: list[str], dirs: list[str]
         return exit_code
     finally:
         svc.docker.remove(info.id)
+
+
+def test_tags(project: dict, modules: list[str]) -> str:
+    """The project's test tags, else the branch's own modules only: with --test-enable
+    alone, Odoo also runs the tests of every dependency installed on the fresh database
+    (base's thousand tests), which is not what a push asks for."""
+    return project["test_tags"] or ",".join(f"/{module}" for module in modules)
 
 
 def _wait_watching(svc, build: dict, container_id: str, logfile) -> int:
