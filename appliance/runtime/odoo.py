@@ -382,38 +382,22 @@ def server_command(
     return command + list(extra)
 
 
-def install_command(
-    *, odoo_bin: str, database: str, db_host: str, db_user: str, db_password: str | None,
-    addons_path: list[str], data_dir: str, modules: list[str], demo: bool,
-    test_enable: bool, test_tags: str | None = None, http_port: int = 8069,
-    logfile: str | None = None, extra: Iterable[str] = (),
-) -> list[str]:
-    """Install `modules` (with their dependencies), optionally test, then stop."""
-    command = server_command(
-        odoo_bin=odoo_bin, database=database, db_host=db_host, db_user=db_user,
-        db_password=db_password, addons_path=addons_path, data_dir=data_dir,
-        http_port=http_port, logfile=logfile,
-    )
-    command += ["-i", ",".join(modules), "--stop-after-init"]
+def install_command(*, modules: list[str], demo: bool, test_enable: bool,
+                    test_tags: str | None = None, **server) -> list[str]:
+    """Install `modules` (with their dependencies), optionally test, then stop.
+    `server` takes server_command's arguments."""
+    command = server_command(**server) + ["-i", ",".join(modules), "--stop-after-init"]
     if not demo:
         command.append("--without-demo=all")
-    return command + _test_options(test_enable, test_tags) + list(extra)
+    return command + _test_options(test_enable, test_tags)
 
 
-def update_command(
-    *, odoo_bin: str, database: str, db_host: str, db_user: str, db_password: str | None,
-    addons_path: list[str], data_dir: str, modules: list[str], test_enable: bool,
-    test_tags: str | None = None, http_port: int = 8069,
-    logfile: str | None = None, extra: Iterable[str] = (),
-) -> list[str]:
-    """Update installed `modules` (`-u`: migrations, data), optionally test, then stop."""
-    command = server_command(
-        odoo_bin=odoo_bin, database=database, db_host=db_host, db_user=db_user,
-        db_password=db_password, addons_path=addons_path, data_dir=data_dir,
-        http_port=http_port, logfile=logfile,
-    )
-    command += ["-u", ",".join(modules), "--stop-after-init"]
-    return command + _test_options(test_enable, test_tags) + list(extra)
+def update_command(*, modules: list[str], test_enable: bool, test_tags: str | None = None,
+                   **server) -> list[str]:
+    """Update installed `modules` (`-u`: migrations, data), optionally test, then stop.
+    `server` takes server_command's arguments."""
+    command = server_command(**server) + ["-u", ",".join(modules), "--stop-after-init"]
+    return command + _test_options(test_enable, test_tags)
 
 
 def _test_options(test_enable: bool, test_tags: str | None) -> list[str]:
