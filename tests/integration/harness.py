@@ -125,6 +125,10 @@ class Appliance:
         for info in self.svc.docker.find():
             self.svc.docker.remove(info.id)
         with self.db.transaction() as conn:
+            projects = [row["name"] for row in conn.execute("SELECT name FROM projects")]
+        for project in projects:  # Docker has room for about 30 networks only
+            self.svc.docker.remove_network(project)
+        with self.db.transaction() as conn:
             names = [row["database"] for row in conn.execute(
                 "SELECT database FROM builds WHERE database IS NOT NULL")]
         for name in names:
