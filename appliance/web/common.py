@@ -116,4 +116,5 @@ def install_template_helpers(app) -> None:
     app.jinja_env.filters["when"] = format_time
     app.jinja_env.globals.update(colour=build_colour, current_user=current_user,
                                  is_finished=is_finished, elapsed=elapsed_seconds,
-                                 log_names=layout.LOG_FILES)
+                                 log_names=layout.LOG_FILES,
+                                 offline_demo=lambda: config().server.offline_demo)

@@ -582,3 +582,12 @@ def test_stream_ends_when_the_client_goes_away(app, make_build, config, people, 
         assert closed.wait(5), "the stream kept running after the client left"
     finally:
         server.close()
+
+
+def test_the_offline_demo_is_labelled_on_every_page(app, config):
+    client = app.test_client()
+    config.server.offline_demo = True
+    response = client.get("/login")
+    assert b"Offline demo" in response.data and b"not on real Odoo" in response.data
+    config.server.offline_demo = False
+    assert b"Offline demo" not in client.get("/login").data
