@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 
 import pytest
 
@@ -201,7 +202,10 @@ def test_a_daemon_killed_during_a_build_finishes_it_after_restart(tmp_path):
 
 def test_requirements_are_installed_into_the_image_with_pip_output_in_pip_log(appliance,
                                                                               tmp_path):
-    build = pushed_build(appliance, tmp_path, "requirements", "feature-reqs")
+    # A line unique to this run, so the image is really built here, not found cached.
+    requirements = (ROOT / "tests/addons/requirements/requirements.txt").read_text()
+    build = pushed_build(appliance, tmp_path, "requirements", "feature-reqs",
+                         {"requirements.txt": f"{requirements}# run {uuid.uuid4().hex}\n"})
     assert (build["state"], build["result"]) == ("running", "success"), build["reason"]
     assert build["image"].startswith("appliance/odoo-project:")
     assert "six" in log_text(appliance, build, "pip")
