@@ -3,7 +3,8 @@
 Push-to-green (from `git push` until the build is running with a green result) against a
 bare `odoo-bin -i <modules> --test-enable --stop-after-init` of the same addon in the same
 image, on a fresh database, run in the same process right after. Both use the stand-in
-Odoo unless APPLIANCE_BENCH_ODOO_SOURCE names a real Odoo tree. Prints medians over
+Odoo unless APPLIANCE_BENCH_ODOO_SOURCE names a real Odoo tree (with
+APPLIANCE_BENCH_REQUIREMENTS, a requirements.txt line the tree needs). Prints medians over
 ROUNDS, the overhead in seconds and the ratio. Target: at most 2 s of overhead.
 
     .venv/bin/python bench/dev_build.py [ROUNDS]
@@ -21,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from appliance.config import ODOO_DEBIAN_PACKAGES  # noqa: E402
 from appliance.jobs import containers  # noqa: E402
 from appliance.runtime import odoo  # noqa: E402
 from tests.integration.harness import Appliance, git, make_repo  # noqa: E402
@@ -85,21 +87,26 @@ def bare_install(app: Appliance, build_id: int, round_no: int) -> float:
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     with tempfile.TemporaryDirectory() as tmp:
-        app = Appliance(Path(tmp), "bench")
-        if os.environ.get("APPLIANCE_BENCH_ODOO_SOURCE"):
-            app.config.odoo.versions["18.0"].source = os.environ["APPLIANCE_BENCH_ODOO_SOURCE"]
+        real = os.environ.get("APPLIANCE_BENCH_ODOO_SOURCE")
+        app = (Appliance(Path(tmp), "bench", odoo_source=Path(real),
+                         packages=list(ODOO_DEBIAN_PACKAGES)) if real
+               else Appliance(Path(tmp), "bench"))
         try:
             app.start()
             token = app.make_user("admin")
             app.make_project("bench")
             remote = app.remote("bench", "admin", token)
-            repo = make_repo(Path(tmp) / "repo", ADDON_SET)
+            extra = os.environ.get("APPLIANCE_BENCH_REQUIREMENTS")
+            repo = make_repo(Path(tmp) / "repo", ADDON_SET,
+                             {"requirements.txt": extra + "\n"} if extra else None)
             push_to_green(app, repo, remote, "warmup")  # images and bytecode caches
-            green, bare = [], []
+            green, bare, steps = [], [], {}
             for n in range(rounds):
                 green.append(push_to_green(app, repo, remote, f"round-{n}"))
                 with app.db.transaction() as conn:
                     last = conn.execute("SELECT max(id) AS id FROM builds").fetchone()["id"]
+                for step in app.steps(last):
+                    steps.setdefault(step["name"], []).append(step["seconds"])
                 bare.append(bare_install(app, last, n))
         finally:
             app.close()
@@ -108,6 +115,8 @@ def main() -> None:
     print(f"  push-to-green      {g:6.2f} s   (each: {', '.join(f'{x:.2f}' for x in green)})")
     print(f"  bare odoo-bin -i   {b:6.2f} s   (each: {', '.join(f'{x:.2f}' for x in bare)})")
     print(f"  overhead           {g - b:6.2f} s   ratio {g / b:.2f}x   (target: <= 2 s)")
+    print("  steps (median s): " + ", ".join(f"{name} {statistics.median(values):.2f}"
+                                             for name, values in steps.items()))
 
 
 if __name__ == "__main__":

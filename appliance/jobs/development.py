@@ -124,8 +124,7 @@ def image(svc, build: dict, paths) -> str:
 def database(svc, project: dict, build: dict) -> str:
     name = f"{svc.config.database.db_prefix}{project['name'].replace('-', '_')}_{build['id']}"
     svc.postgres.ensure_role(project["db_role"], project["db_password"])
-    svc.postgres.drop_database(name)
-    svc.postgres.create_database(name, project["db_role"])
+    svc.postgres.create_database(name, project["db_role"], replace=True)
     _update(svc, build, database=name)
     return name
 

@@ -32,6 +32,7 @@ class Postgres:
 
     def __init__(self, cfg: DatabaseConfig):
         self.cfg = cfg
+        self._ensured: dict[str, str] = {}  # role -> password set by this process
 
     @contextlib.contextmanager
     def _admin(self):
@@ -46,7 +47,10 @@ class Postgres:
             conn.close()
 
     def ensure_role(self, role: str, password: str) -> None:
-        """The project's login role: no superuser, no createdb, no createrole. Idempotent."""
+        """The project's login role: no superuser, no createdb, no createrole. Idempotent;
+        a role this process already set up with this password costs nothing."""
+        if self._ensured.get(role) == password:
+            return
         with self._admin() as conn:
             existing = conn.execute(
                 """SELECT r.rolsuper, pg_has_role(r.oid, g.oid, 'MEMBER') AS ours
@@ -68,11 +72,17 @@ class Postgres:
                 sql.Identifier(self.cfg.projects_group), sql.Identifier(role)))
             # The appliance must be a member to create databases owned by the role.
             conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role)))
+        self._ensured[role] = password
 
-    def create_database(self, name: str, owner: str, template: str = "template0") -> None:
-        """A new database owned by the project's role, closed to every other role."""
+    def create_database(self, name: str, owner: str, template: str = "template0",
+                        replace: bool = False) -> None:
+        """A new database owned by the project's role, closed to every other role.
+        With replace, a database of that name is dropped first."""
         _check_name(name)
         with self._admin() as conn:
+            if replace:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                             .format(sql.Identifier(name)))
             conn.execute(sql.SQL(
                 "CREATE DATABASE {} OWNER {} TEMPLATE {} ENCODING 'UTF8' LC_COLLATE 'C' "
                 "LC_CTYPE 'C'").format(sql.Identifier(name), sql.Identifier(owner),
