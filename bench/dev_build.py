@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from appliance.config import ODOO_DEBIAN_PACKAGES  # noqa: E402
-from appliance.jobs import containers  # noqa: E402
+from appliance.jobs import containers, development  # noqa: E402
 from appliance.runtime import odoo  # noqa: E402
 from tests.integration.harness import Appliance, git, make_repo  # noqa: E402
 
@@ -65,9 +65,10 @@ def bare_install(app: Appliance, build_id: int, round_no: int) -> float:
     build["database"] = name
     paths = containers.build_paths(svc.config, build_id)
     dirs = build["addons_dirs"].split(",")
+    modules = build["modules"].split(",")
     command = odoo.install_command(**containers.common_args(svc, project, build, dirs),
-                                   logfile=None, modules=build["modules"].split(","),
-                                   demo=True, test_enable=True)
+                                   logfile=None, modules=modules, demo=True, test_enable=True,
+                                   test_tags=development.test_tags(project, modules))
     started = time.monotonic()
     info = svc.docker.start(name=f"appl-bench-bare-{os.getpid()}-{round_no}",
                             image=build["image"], command=command,
