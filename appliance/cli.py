@@ -68,8 +68,13 @@ def serve(ctx):
 @pass_ctx
 def migrate(obj):
     """Apply the state database's migrations (safe to re-run)."""
-    from appliance.store.db import migrate as run
-    click.echo("state database up to date" if not run(obj.services.db) else "migrated")
+    from appliance.store.db import Database, migrate as run
+    db = Database(obj.config.database, max_size=1).open()
+    try:
+        applied = run(db)
+    finally:
+        db.close()
+    click.echo(f"applied {', '.join(applied)}" if applied else "state database up to date")
 
 
 @cli.group()
