@@ -207,3 +207,48 @@ def ensure_odoo_source(source: str, ref: str, dest: Path) -> Path:
             raise SystemFailure(f"cloning Odoo {ref} from {source} timed out") from None
         partial.rename(dest)
         return dest
+
+
+@dataclass
+class MergeOutcome:
+    kind: str                      # "fast-forward", "merge", "up-to-date" or "conflict"
+    commit: str | None = None
+    conflicts: list[str] | None = None
+
+
+def merge_branches(path: Path, source: str, target: str, *, author: str,
+                   email: str) -> MergeOutcome:
+    """Merge branch source into branch target in a bare repository. A conflict changes
+    nothing and names the conflicting files. The target's ref moves only if it still
+    points where it did when the merge started (a push meanwhile makes this refuse)."""
+    repo = open_repo(path)
+    source_ref = repo.references.get(f"refs/heads/{source}")
+    target_ref = repo.references.get(f"refs/heads/{target}")
+    if source_ref is None or target_ref is None:
+        raise GitError(f"no branch {source if source_ref is None else target!r}")
+    ours, theirs = target_ref.target, source_ref.target
+    base = repo.merge_base(ours, theirs)
+    if base == theirs:
+        return MergeOutcome("up-to-date", str(ours))
+    if base == ours:
+        _move_ref(repo, target, ours, theirs, f"fast-forward to {source}")
+        return MergeOutcome("fast-forward", str(theirs))
+    index = repo.merge_commits(ours, theirs)
+    if index.conflicts is not None:
+        files = sorted({(entry[1] or entry[2] or entry[0]).path
+                        for entry in index.conflicts if any(entry)})
+        return MergeOutcome("conflict", conflicts=files)
+    tree = index.write_tree(repo)
+    signature = pygit2.Signature(author, email)
+    commit = repo.create_commit(None, signature, signature,
+                                f"Merge branch '{source}' into {target}\n", tree,
+                                [ours, theirs])
+    _move_ref(repo, target, ours, commit, f"merge {source}")
+    return MergeOutcome("merge", str(commit))
+
+
+def _move_ref(repo, branch: str, expected, new, message: str) -> None:
+    ref = repo.references.get(f"refs/heads/{branch}")
+    if ref is None or ref.target != expected:
+        raise GitError(f"{branch} moved while merging: try again")
+    ref.set_target(new, message)

@@ -14,13 +14,13 @@ QUEUE_CHANNEL = "appliance_builds"
 
 
 def enqueue(conn, *, project: dict, branch: dict, commit: str, message: str = "",
-            author: str = "", user_id: int | None = None) -> dict:
+            author: str = "", user_id: int | None = None, trigger: str = "push") -> dict:
     row = conn.execute(
         """INSERT INTO builds (project_id, branch_id, commit, commit_message, author, stage,
-                               priority, created_by)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
+                               priority, created_by, trigger)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
         (project["id"], branch["id"], commit, message[:2000], author[:200], branch["stage"],
-         PRIORITY[branch["stage"]], user_id)).fetchone()
+         PRIORITY[branch["stage"]], user_id, trigger)).fetchone()
     conn.execute("SELECT pg_notify(%s, %s)", (QUEUE_CHANNEL, str(row["id"])))
     return row
 
@@ -159,3 +159,17 @@ def finish_task(conn, task_id: int, error: str = "") -> None:
 def pending_task(conn, build_id: int) -> dict | None:
     return conn.execute("""SELECT * FROM tasks WHERE build_id = %s AND state IN ('queued', 'running')
                            ORDER BY id DESC LIMIT 1""", (build_id,)).fetchone()
+
+
+def branch_busy(conn, branch_id: int) -> bool:
+    """Is a build of this branch queued or being worked on?"""
+    return conn.execute("SELECT 1 FROM builds WHERE branch_id = %s AND state = ANY(%s)",
+                        (branch_id, ["queued", *ACTIVE_STATES])).fetchone() is not None
+
+
+def latest_build(conn, branch_id: int, states: tuple[str, ...] | None = None) -> dict | None:
+    if states is None:
+        return conn.execute("SELECT * FROM builds WHERE branch_id = %s ORDER BY id DESC LIMIT 1",
+                            (branch_id,)).fetchone()
+    return conn.execute("""SELECT * FROM builds WHERE branch_id = %s AND state = ANY(%s)
+                           ORDER BY id DESC LIMIT 1""", (branch_id, list(states))).fetchone()

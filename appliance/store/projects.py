@@ -85,3 +85,24 @@ def list_branches(conn, project: dict) -> list[dict]:
            FROM branches b WHERE b.project_id = %s
            ORDER BY b.stage = 'production' DESC, b.stage = 'staging' DESC,
                     latest_build DESC NULLS LAST, b.name""", (project["id"],)).fetchall()
+
+
+STAGES = ("production", "staging", "development")
+PUSH_BEHAVIOURS = ("new", "update", "nothing")
+
+
+def production_branch(conn, project: dict) -> dict | None:
+    return conn.execute("SELECT * FROM branches WHERE project_id = %s AND stage = 'production'",
+                        (project["id"],)).fetchone()
+
+
+def set_stage(conn, branch: dict, stage: str, push_behaviour: str | None = None) -> dict:
+    return conn.execute(
+        """UPDATE branches SET stage = %s, push_behaviour = coalesce(%s, push_behaviour)
+           WHERE id = %s RETURNING *""", (stage, push_behaviour, branch["id"])).fetchone()
+
+
+def set_push_behaviour(conn, branch: dict, value: str) -> None:
+    if value not in PUSH_BEHAVIOURS:
+        raise UserError(f"push behaviour must be one of {', '.join(PUSH_BEHAVIOURS)}")
+    conn.execute("UPDATE branches SET push_behaviour = %s WHERE id = %s", (value, branch["id"]))
