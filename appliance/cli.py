@@ -210,6 +210,64 @@ def build_wait(obj, build_id, timeout):
     sys.exit(0 if row["result"] == "success" else 1)
 
 
+@build.command("rebuild")
+@click.argument("branch_name", metavar="BRANCH")
+@click.option("--project", "project_name", default=None,
+              help="needed when several projects have a branch of that name")
+@pass_ctx
+def build_rebuild(obj, branch_name, project_name):
+    """Build a branch's current head again (refused while it is building)."""
+    from appliance.jobs import stages
+    with obj.services.db.transaction() as conn:
+        proj = _project_of_branch(conn, branch_name, project_name)
+    row = stages.rebuild(obj.services, proj, branch_name, None)
+    click.echo(f"build #{row['id']} queued: {layout.build_page(obj.services.config, row['id'])}")
+
+
+def _project_of_branch(conn, branch_name: str, project_name: str | None) -> dict:
+    if project_name:
+        return projects_store.get_project(conn, project_name)
+    rows = conn.execute("""SELECT p.* FROM projects p JOIN branches b ON b.project_id = p.id
+                           WHERE b.name = %s""", (branch_name,)).fetchall()
+    if len(rows) != 1:
+        raise UserError(f"{len(rows)} projects have a branch {branch_name!r}: say --project")
+    return rows[0]
+
+
+@cli.group()
+def branch():
+    """Branches: stages and merges."""
+
+
+@branch.command("stage")
+@click.argument("project_name", metavar="PROJECT")
+@click.argument("branch_name", metavar="BRANCH")
+@click.argument("stage", type=click.Choice(projects_store.STAGES))
+@pass_ctx
+def branch_stage(obj, project_name, branch_name, stage):
+    """Move BRANCH to STAGE (production only when the project has none)."""
+    from appliance.jobs import stages
+    with obj.services.db.transaction() as conn:
+        proj = projects_store.get_project(conn, project_name)
+    stages.move(obj.services, proj, branch_name, stage, None)
+    click.echo(f"{branch_name} is now in {stage}")
+
+
+@branch.command("merge")
+@click.argument("project_name", metavar="PROJECT")
+@click.argument("source")
+@click.argument("target")
+@pass_ctx
+def branch_merge(obj, project_name, source, target):
+    """Merge SOURCE into TARGET and build TARGET (a conflict changes nothing)."""
+    from appliance.jobs import stages
+    with obj.services.db.transaction() as conn:
+        proj = projects_store.get_project(conn, project_name)
+    result = stages.merge(obj.services, proj, source, target, None)
+    click.echo(f"merged {source} into {target} ({result.kind}, {result.commit[:8]}); "
+               f"build #{result.build['id']} queued")
+
+
 @cli.command()
 @click.argument("build_id", type=int, metavar="BUILD")
 @click.option("--file", "name", type=click.Choice(layout.LOG_FILES), default="install")
