@@ -124,6 +124,8 @@ class BuildsConfig:
     warning_ignore: list[str] = field(default_factory=lambda: list(DEFAULT_WARNING_IGNORE))
     install_timeout: int = 3600
     health_timeout: int = 120
+    dev_keep_days: float = 3.0
+    gc_interval_minutes: int = 60
 
 
 @dataclass

@@ -17,7 +17,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from waitress import create_server
 
 from appliance.config import Config
-from appliance.jobs import containers
+from appliance.jobs import containers, gc
 from appliance.jobs.queue import BuildQueue
 from appliance.jobs.reconcile import reconcile
 from appliance.runtime import git
@@ -78,6 +78,8 @@ def serve(cfg: Config, ready: threading.Event | None = None) -> None:
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(_supervised("server-cap", containers.enforce_server_cap, svc),
                       "interval", seconds=SERVER_CAP_SECONDS, id="server-cap")
+    scheduler.add_job(_supervised("gc", gc.collect, svc), "interval",
+                      minutes=cfg.builds.gc_interval_minutes, id="gc")
     scheduler.start()
     host, _, port = cfg.server.listen.rpartition(":")
     server = create_server(create_app(cfg, svc.db), host=host or "127.0.0.1", port=int(port),

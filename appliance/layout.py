@@ -7,7 +7,7 @@ from pathlib import Path
 from appliance.config import Config
 from appliance.errors import NotFound
 
-LOG_FILES = ("install", "pip", "odoo")
+LOG_FILES = ("install", "pip", "odoo", "update", "neutralize")
 
 
 def build_dir(cfg: Config, build_id: int) -> Path:
@@ -30,3 +30,12 @@ def build_url(cfg: Config, build: dict) -> str | None:
 
 def build_page(cfg: Config, build_id: int) -> str:
     return f"{cfg.server.public_url.rstrip('/')}/builds/{int(build_id)}"
+
+
+def production_data_dir(cfg: Config, project: str) -> Path:
+    """Odoo's data dir of a project's production, shared by its successive builds."""
+    return cfg.paths.data_dir / "projects" / project / "production"
+
+
+def database_name(cfg: Config, project: str, suffix: str) -> str:
+    return f"{cfg.database.db_prefix}{project.replace('-', '_')}_{suffix}"

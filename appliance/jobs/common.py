@@ -122,3 +122,8 @@ def serve(svc, project: dict, build: dict, steps) -> None:
         out["detail"] = f"ready after {seconds:.1f} s"
     with svc.db.transaction() as conn:
         builds_store.set_state(conn, build["id"], "running", host_port=build["host_port"])
+
+
+def addon_dirs(build: dict) -> list[str]:
+    """The branch's addons folders recorded at checkout."""
+    return [d for d in build["addons_dirs"].split(",") if d] or ["."]

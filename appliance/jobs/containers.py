@@ -43,9 +43,11 @@ class BuildPaths:
     logs: Path
 
 
-def build_paths(cfg, build_id: int) -> BuildPaths:
+def build_paths(cfg, build_id: int, data_dir: str | None = None) -> BuildPaths:
+    """A build's folders; Odoo's data dir is its own unless it shares one (production)."""
     root = layout.build_dir(cfg, build_id)
-    return BuildPaths(root=root, src=root / "src", data=root / "data", logs=root / "logs")
+    data = Path(data_dir) if data_dir else root / "data"
+    return BuildPaths(root=root, src=root / "src", data=data, logs=root / "logs")
 
 
 def make_writable(path: Path, uid: int) -> None:
@@ -58,8 +60,8 @@ def make_writable(path: Path, uid: int) -> None:
                           f"{os.geteuid()}: they must match when it does not run as root")
 
 
-def prepare_folders(svc, build_id: int) -> BuildPaths:
-    paths = build_paths(svc.config, build_id)
+def prepare_folders(svc, build_id: int, data_dir: str | None = None) -> BuildPaths:
+    paths = build_paths(svc.config, build_id, data_dir)
     uid = svc.config.runtime.uid
     for folder in (paths.data, paths.logs):
         make_writable(folder, uid)
@@ -118,7 +120,7 @@ def common_args(svc, project: dict, build: dict, user_dirs: list[str]) -> dict:
 
 def start_server(svc, project: dict, build: dict) -> int:
     """Start the build's long-running Odoo server; returns the published host port."""
-    paths = build_paths(svc.config, build["id"])
+    paths = build_paths(svc.config, build["id"], build.get("data_dir"))
     user_dirs = [d for d in (build.get("addons_dirs") or "").split(",") if d] or ["."]
     command = odoo.server_command(**common_args(svc, project, build, user_dirs),
                                   logfile=f"{LOG_DIR}/odoo.log")

@@ -58,6 +58,10 @@ def received(conn, cfg: Config, project: dict, user: dict, updates_text: str) ->
                                    message=f"branch {branch['name']} created in "
                                            f"{branch['stage']}")
         _record_commits(conn, repo, project, branch, user, update)
+        if branch["stage"] == "staging" and branch["push_behaviour"] == "nothing":
+            lines.append(f"{branch['name']} (staging): no build, its push behaviour is "
+                         "'do nothing' (rebuild it from the appliance)")
+            continue
         head = git.commit_info(repo, update.new)
         build = builds_store.enqueue(conn, project=project, branch=branch, commit=head.sha,
                                      message=head.message, author=head.author,
