@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import psycopg
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify, request, url_for
 
 from appliance import layout
 from appliance.store import builds as store_builds
@@ -45,6 +45,26 @@ def projects():
                      "latest_build": summaries[p["id"]]["latest_build"]} for p in rows])
 
 
+@blueprint.get("/api/projects/<name>/branches")
+def branches(name: str):
+    with db().transaction() as conn:
+        project = visible_project(conn, name)
+        rows = store_projects.list_branches(conn, project)
+        latest = overview.recent_builds_by_branch(conn, project["id"], per_branch=1)
+    return jsonify([branch_json(project, b, (latest.get(b["id"]) or [None])[0]) for b in rows])
+
+
+def branch_json(project: dict, branch: dict, build: dict | None) -> dict:
+    return {
+        "name": branch["name"], "stage": branch["stage"],
+        "push_behaviour": branch["push_behaviour"],
+        "page": config().server.public_url.rstrip("/") + url_for(
+            "branches.branch", name=project["name"], branch=branch["name"]),
+        "latest_build": {"id": build["id"], "state": build["state"], "result": build["result"],
+                         "trigger": build["trigger"]} if build else None,
+    }
+
+
 @blueprint.get("/api/projects/<name>/builds")
 def builds(name: str):
     branch = request.args.get("branch") or None
@@ -60,7 +80,8 @@ def build_json(build: dict, steps: list[dict]) -> dict:
         "id": build["id"], "project": build["project"], "branch": build["branch"],
         "stage": build["stage"], "commit": build["commit"], "message": build["commit_message"],
         "author": build["author"], "state": build["state"], "result": build["result"],
-        "reason": build["reason"], "url": layout.build_url(config(), build),
+        "reason": build["reason"], "trigger": build["trigger"], "deploy": build["deploy"],
+        "plan": build["plan"], "url": layout.build_url(config(), build),
         "page": layout.build_page(config(), build["id"]),
         "steps": [{"name": s["name"], "state": s["state"], "seconds": s["seconds"]}
                   for s in steps],

@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from appliance.config import Config
 from appliance.errors import NotFound, PermissionDenied, UserError
 from appliance.store.db import Database
-from appliance.web import api, auth, builds, common, projects
+from appliance.web import api, auth, branches, builds, common, projects
 from appliance.web.git_http import blueprint as git_blueprint
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,8 @@ def create_app(config: Config, db: Database) -> Flask:
     app.extensions[common.EXTENSION] = {"config": config, "db": db}
     auth.install(app)
     common.install_template_helpers(app)
-    for blueprint in (auth.blueprint, projects.blueprint, builds.blueprint, api.blueprint,
-                      git_blueprint):
+    for blueprint in (auth.blueprint, projects.blueprint, branches.blueprint, builds.blueprint,
+                      api.blueprint, git_blueprint):
         app.register_blueprint(blueprint)
     app.after_request(add_headers)
     app.register_error_handler(HTTPException, http_error)

@@ -9,6 +9,7 @@ from flask import current_app, g, render_template, request
 from appliance import layout
 from appliance.config import Config
 from appliance.errors import NotFound
+from appliance.services import Services
 from appliance.store import builds as store_builds
 from appliance.store import projects as store_projects
 from appliance.store import users as store_users
@@ -16,6 +17,17 @@ from appliance.store.db import Database
 
 EXTENSION = "appliance"
 IN_PROGRESS_STATES = ("queued",) + store_builds.ACTIVE_STATES
+# Why a build was made (builds.trigger) and what its deploy did (builds.deploy), in words.
+TRIGGER_LABELS = {"push": "push", "rebuild": "rebuild", "merge": "merge",
+                  "refresh": "refresh from production"}
+DEPLOY_LABELS = {
+    "first": "first: install without demo data",
+    "fast": "fast: restart on the new code, no update",
+    "full": "full: maintenance, snapshot, then update the modules",
+    "copy": "copy: a neutralized copy of production",
+    "update": "update: the previous build's database, updated",
+    "fresh": "fresh: a new database (no production yet)",
+}
 
 
 def db() -> Database:
@@ -24,6 +36,11 @@ def db() -> Database:
 
 def config() -> Config:
     return current_app.extensions[EXTENSION]["config"]
+
+
+def services() -> Services:
+    """What the actions in appliance.jobs expect: the config and the state database."""
+    return Services(config(), db())
 
 
 def current_user() -> dict | None:
@@ -54,6 +71,12 @@ def visible_build(conn, build_id: int) -> tuple[dict, dict]:
     project = store_projects.project_by_id(conn, build["project_id"])
     require_access(conn, project)
     return build, project
+
+
+def visible_branch(conn, project_name: str, branch_name: str) -> tuple[dict, dict]:
+    """The project and its branch if the current user may see them; NotFound otherwise."""
+    project = visible_project(conn, project_name)
+    return project, store_projects.get_branch(conn, project, branch_name)
 
 
 def require_access(conn, project: dict) -> None:
@@ -101,7 +124,15 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def format_time(value: dt.datetime | None) -> str:
+def format_time(value: dt.datetime | str | None) -> str:
+    """A moment in UTC; an ISO string (as kept in events' data) is read first."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
     if value is None:
         return "–"
     return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -116,5 +147,6 @@ def install_template_helpers(app) -> None:
     app.jinja_env.filters["when"] = format_time
     app.jinja_env.globals.update(colour=build_colour, current_user=current_user,
                                  is_finished=is_finished, elapsed=elapsed_seconds,
-                                 log_names=layout.LOG_FILES,
+                                 log_names=layout.LOG_FILES, trigger_labels=TRIGGER_LABELS,
+                                 deploy_labels=DEPLOY_LABELS,
                                  offline_demo=lambda: config().server.offline_demo)

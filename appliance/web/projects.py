@@ -32,4 +32,4 @@ def project(name: str):
     stages = [(key, label, [b for b in branches if b["stage"] == key]) for key, label in STAGES]
     remote = f"{config().server.public_url.rstrip('/')}/git/{project['name']}.git"
     return render("project.html", "_branches.html", project=project, stages=stages,
-                  builds=builds, remote=remote)
+                  builds=builds, remote=remote, names=[b["name"] for b in branches])

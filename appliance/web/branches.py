@@ -1,0 +1,140 @@
+"""A branch's page (history, builds, settings) and what people do to branches: move them
+between stages, merge them, rebuild them.
+
+Branch names may contain '/': the page is the only GET under a branch, and every action
+is a POST whose URL ends in a fixed word, so the two never read the same URL. Refusals
+(a second production branch, a conflicting merge, a build already queued) come back as
+flash messages on the page the form was on.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, abort, flash, redirect, request, url_for
+
+from appliance import layout
+from appliance.errors import UserError
+from appliance.jobs import stages
+from appliance.store import builds as store_builds
+from appliance.store import projects as store_projects
+from appliance.web.common import config, current_user, db, render, services, visible_branch
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("branches", __name__)
+
+TABS = (("history", "History"), ("settings", "Settings"))
+# Build cells on the branch page: more than the project page's row, still one screen.
+BUILDS_SHOWN = 30
+EVENT_LABELS = {
+    "commit": "Commit", "branch_created": "Branch created", "stage_changed": "Stage changed",
+    "merge": "Merge", "rebuild": "Rebuild", "refresh": "Refresh from production",
+    "build_restarted": "Build restarted", "server_stopped": "Server stopped",
+    "deploy": "Deploy", "update_plan": "Update plan", "rollback": "Rollback",
+    "gc": "Database collected",
+}
+# What a push does, per stage; production always deploys the pushed revision.
+PUSH_BEHAVIOURS = {
+    "staging": (("new", "New build: a fresh copy of production"),
+                ("update", "Update the previous build"),
+                ("nothing", "Do nothing")),
+    "development": (("new", "New build"), ("nothing", "Do nothing")),
+}
+
+
+def event_label(kind: str) -> str:
+    return EVENT_LABELS.get(kind) or kind.replace("_", " ").capitalize()
+
+
+@blueprint.get("/projects/<name>/branches/<path:branch>")
+def branch(name: str, branch: str):
+    tab = request.args.get("tab", "history")
+    if tab not in dict(TABS):
+        abort(404)
+    with db().transaction() as conn:
+        project, row = visible_branch(conn, name, branch)
+        builds = store_builds.builds_of_branch(conn, row["id"], BUILDS_SHOWN)
+        busy = store_builds.branch_busy(conn, row["id"])
+        events = store_builds.events_of_branch(conn, row["id"]) if tab == "history" else []
+    running = next((b for b in builds if layout.build_url(config(), b)), None)
+    return render("branch.html", "_branch_status.html", project=project, branch=row, tab=tab,
+                  tabs=TABS, builds=builds, busy=busy, events=events, event_label=event_label,
+                  url=layout.build_url(config(), running) if running else None,
+                  behaviours=PUSH_BEHAVIOURS.get(row["stage"], ()))
+
+
+@blueprint.post("/projects/<name>/branches/<path:branch>/stage")
+def move(name: str, branch: str):
+    stage = request.form.get("stage", "")
+    with db().transaction() as conn:
+        project, row = visible_branch(conn, name, branch)
+    if row["stage"] == stage:
+        flash(f"{branch} is already in {stage}.")
+    else:
+        try:
+            stages.move(services(), project, branch, stage, current_user())
+        except UserError as exc:
+            flash(str(exc), "error")
+        else:
+            flash(f"Moved {branch} to {stage}.")
+    return redirect(url_for("projects.project", name=name), code=303)
+
+
+@blueprint.post("/projects/<name>/branches/<path:branch>/merge")
+def merge(name: str, branch: str):
+    target = request.form.get("target", "")
+    with db().transaction() as conn:
+        project, _row = visible_branch(conn, name, branch)
+    if not target:
+        flash("Choose the branch to merge into.", "error")
+        return redirect(url_for("projects.project", name=name), code=303)
+    try:
+        result = stages.merge(services(), project, branch, target, current_user())
+    except UserError as exc:
+        flash(str(exc), "error")
+    else:
+        log.info("%s merged %s/%s into %s (%s)", current_user()["name"], name, branch, target,
+                 result.kind)
+        queued = f": build #{result.build['id']} queued" if result.build else ""
+        flash(f"Merged {branch} into {target} ({result.kind}){queued}.")
+    return redirect(url_for("projects.project", name=name), code=303)
+
+
+@blueprint.post("/projects/<name>/branches/<path:branch>/rebuild")
+def rebuild(name: str, branch: str):
+    return _rebuild(name, branch, "rebuild")
+
+
+@blueprint.post("/projects/<name>/branches/<path:branch>/refresh")
+def refresh(name: str, branch: str):
+    return _rebuild(name, branch, "refresh")
+
+
+def _rebuild(name: str, branch: str, trigger: str):
+    with db().transaction() as conn:
+        project, _row = visible_branch(conn, name, branch)
+    try:
+        build = stages.rebuild(services(), project, branch, current_user(), trigger=trigger)
+    except UserError as exc:
+        flash(str(exc), "error")
+    else:
+        log.info("%s asked for a %s of %s/%s: build #%d", current_user()["name"], trigger, name,
+                 branch, build["id"])
+        what = "Refresh from production" if trigger == "refresh" else "Rebuild"
+        flash(f"{what}: build #{build['id']} queued.")
+    return redirect(url_for("branches.branch", name=name, branch=branch), code=303)
+
+
+@blueprint.post("/projects/<name>/branches/<path:branch>/settings")
+def settings(name: str, branch: str):
+    value = request.form.get("push_behaviour", "")
+    with db().transaction() as conn:
+        _project, row = visible_branch(conn, name, branch)
+        allowed = dict(PUSH_BEHAVIOURS.get(row["stage"], ()))
+        if value not in allowed:
+            raise UserError(f"a {row['stage']} branch's push behaviour is one of "
+                            f"{', '.join(allowed) or 'nothing to choose'}")
+        store_projects.set_push_behaviour(conn, row, value)
+    flash(f"Push behaviour of {branch}: {allowed[value]}.")
+    return redirect(url_for("branches.branch", name=name, branch=branch, tab="settings"), code=303)
