@@ -34,12 +34,12 @@ EVENT_LABELS = {
     "deploy": "Deploy", "update_plan": "Update plan", "rollback": "Rollback",
     "gc": "Database collected",
 }
-# What a push does, per stage; production always deploys the pushed revision.
+# What a push to a staging branch does; production always deploys the pushed revision,
+# development always makes a new build with tests.
 PUSH_BEHAVIOURS = {
     "staging": (("new", "New build: a fresh copy of production"),
                 ("update", "Update the previous build"),
                 ("nothing", "Do nothing")),
-    "development": (("new", "New build"), ("nothing", "Do nothing")),
 }
 
 
@@ -132,9 +132,11 @@ def settings(name: str, branch: str):
     with db().transaction() as conn:
         _project, row = visible_branch(conn, name, branch)
         allowed = dict(PUSH_BEHAVIOURS.get(row["stage"], ()))
+        if not allowed:
+            raise UserError(f"only a staging branch has a push behaviour; {branch} is in "
+                            f"{row['stage']}")
         if value not in allowed:
-            raise UserError(f"a {row['stage']} branch's push behaviour is one of "
-                            f"{', '.join(allowed) or 'nothing to choose'}")
+            raise UserError(f"push behaviour must be one of {', '.join(allowed)}")
         store_projects.set_push_behaviour(conn, row, value)
     flash(f"Push behaviour of {branch}: {allowed[value]}.")
     return redirect(url_for("branches.branch", name=name, branch=branch, tab="settings"), code=303)

@@ -254,18 +254,21 @@ def test_push_behaviour_is_set_on_the_settings_tab(client_as, db, people, work):
     with db.transaction() as conn:
         assert store_projects.get_branch(conn, project, "feature/cart")["push_behaviour"] == "update"
 
-    # Development: build or not; production always deploys.
-    post(client, "/projects/acme/branches/feature/cart/stage", stage="development")
     assert post(client, "/projects/acme/branches/feature/cart/settings",
-                push_behaviour="update").status_code == 400
-    assert post(client, "/projects/acme/branches/feature/cart/settings",
-                push_behaviour="new").status_code == 303
-    assert post(client, "/projects/acme/branches/main/settings",
-                push_behaviour="nothing").status_code == 400
-    page = client.get("/projects/acme/branches/main?tab=settings").get_data(as_text=True)
-    assert "always deploys" in page and "<select" not in page
-    with db.transaction() as conn:
-        assert store_projects.get_branch(conn, project, "main")["push_behaviour"] == "new"
+                push_behaviour="sometimes").status_code == 400
+
+    # Only staging chooses: production always deploys, development always builds.
+    for name, says in (("main", "always deploys"), ("hotfix", "makes a new build")):
+        if name == "hotfix":
+            work.commit("Fix it", {"shop/fix.py": "x = 1\n"}, branch="hotfix", start="main")
+        response = post(client, f"/projects/acme/branches/{name}/settings",
+                        push_behaviour="nothing")
+        assert response.status_code == 400
+        assert "only a staging branch has a push behaviour" in response.get_data(as_text=True)
+        page = client.get(f"/projects/acme/branches/{name}?tab=settings").get_data(as_text=True)
+        assert says in page and "<select" not in page
+        with db.transaction() as conn:
+            assert store_projects.get_branch(conn, project, name)["push_behaviour"] == "new"
     assert client.get("/projects/acme/branches/main?tab=shell").status_code == 404
 
 
