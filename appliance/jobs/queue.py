@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 
 from appliance.errors import ApplianceError
-from appliance.jobs import containers, development
+from appliance.jobs import containers, development, production, staging
 from appliance.jobs.steps import BuildFailed
 from appliance.store import builds as builds_store
 
@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 TASK_WORKERS = 2
 # After a failed connection to the state database, wait before trying again.
 RECONNECT_SECONDS = 2.0
-PIPELINES = {"development": development.run, "staging": development.run,
-             "production": development.run}
+PIPELINES = {"development": development.run, "staging": staging.run,
+             "production": production.run}
 
 
 def run_build(svc, build: dict) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 
+from appliance import layout
 from appliance.store import builds as builds_store
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,10 @@ def reconcile(svc) -> dict:
 def _reset_interrupted(svc, build: dict, report: dict) -> None:
     for info in svc.docker.find(build_id=build["id"]):
         svc.docker.remove(info.id)
-    if build["database"]:
+    if build["stage"] == "production":
+        _recover_production(svc, build, report)
+        return
+    if build["database"] and build["deploy"] != "update":  # never a database taken over
         svc.postgres.drop_database(build["database"])
     with svc.db.transaction() as conn:
         if build["attempts"] >= MAX_ATTEMPTS:
@@ -87,3 +91,31 @@ def _remove_orphans(svc, report: dict) -> None:
         log.info("removing container %s (build %s, %s)", info.name, info.build_id, info.role)
         svc.docker.remove(info.id)
         report["removed"].append(info.name)
+
+
+def _recover_production(svc, build: dict, report: dict) -> None:
+    """A production deploy cut short is not started over: its snapshot (if it got that
+    far) is put back, the build fails, and the last good revision is started again."""
+    from appliance.jobs import production
+    from appliance.store import projects as projects_store
+    with svc.db.transaction() as conn:
+        project = projects_store.project_by_id(conn, build["project_id"])
+    database = layout.database_name(svc.config, project["name"], "production")
+    live_files = layout.production_data_dir(svc.config, project["name"]) / "filestore" / database
+    saved = layout.production_data_dir(svc.config, project["name"]) / "snapshots" / str(build["id"])
+    snapshot = layout.database_name(svc.config, project["name"], f"snap_{build['id']}")
+    if build["deploy"] == "first":  # nothing was live yet: no half-installed production
+        svc.postgres.drop_database(database)
+    production.rollback(svc, dict(build, database=database), snapshot, saved, live_files,
+                        "the appliance restarted during the deploy")
+    with svc.db.transaction() as conn:
+        builds_store.skip_pending_steps(conn, build["id"])
+        builds_store.set_state(conn, build["id"], "failed", result="failure",
+                               reason=f"interrupted by a restart of the appliance during "
+                                      f"{build['state']}; production was restored")
+        last_good = conn.execute(
+            """SELECT * FROM builds WHERE branch_id = %s AND id < %s AND state = 'stopped'
+               ORDER BY id DESC LIMIT 1""", (build["branch_id"], build["id"])).fetchone()
+        if last_good is not None:
+            builds_store.request_task(conn, "start_server", last_good["id"])
+    report["failed"].append(build["id"])

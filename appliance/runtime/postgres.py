@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
+import subprocess
 
 import psycopg
 from psycopg import sql
@@ -124,7 +126,88 @@ class Postgres:
             self.drop_database(name)
         return names
 
+    def _terminate(self, conn, name: str) -> None:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+
+    def clone_database(self, source: str, target: str, owner: str) -> None:
+        """An exact copy of an idle database: CREATE DATABASE ... TEMPLATE with
+        STRATEGY FILE_COPY (3x faster than WAL_LOG here). Its sessions are closed first."""
+        _check_name(source)
+        _check_name(target)
+        with self._admin() as conn:
+            self._terminate(conn, source)
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY OWNER {}")
+                             .format(sql.Identifier(target), sql.Identifier(source),
+                                     sql.Identifier(owner)))
+            except psycopg.errors.ObjectInUse as exc:
+                raise SystemFailure(f"cannot copy {source}: it is in use ({exc})") from None
+            conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC")
+                         .format(sql.Identifier(target)))
+            conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}")
+                         .format(sql.Identifier(target), sql.Identifier(owner)))
+
+    def copy_live_database(self, source: str, target: str, owner: str) -> None:
+        """A consistent copy of a database in use, without stopping it: pg_dump (one
+        snapshot) piped into pg_restore, objects owned by `owner`. Nothing on disk; a
+        failure drops the half-made target."""
+        _check_name(source)
+        self.create_database(target, owner, replace=True)
+        params = psycopg.conninfo.conninfo_to_dict(self.cfg.dsn)
+        env = {**os.environ, "PGPASSWORD": self.cfg.password or os.environ.get("PGPASSWORD", "")}
+        common = ["-h", str(params.get("host", "127.0.0.1")), "-p", str(params.get("port", 5432)),
+                  "-U", str(params.get("user", "appliance"))]
+        dump = subprocess.Popen(["pg_dump", "--format=custom", "--no-owner", "--no-acl",
+                                 *common, "-d", source], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+        restore = subprocess.run(["pg_restore", "--no-owner", "--no-acl", "--role", owner,
+                                  "--exit-on-error", *common, "-d", target],
+                                 stdin=dump.stdout, capture_output=True, env=env)
+        dump.stdout.close()
+        dump_errors = dump.stderr.read().decode(errors="replace")
+        dump.stderr.close()
+        if dump.wait() != 0 or restore.returncode != 0:
+            self.drop_database(target)
+            errors = (dump_errors + restore.stderr.decode(errors="replace")).strip()
+            raise SystemFailure(f"copying {source} failed: {errors.splitlines()[-3:]}")
+
+    def rename_database(self, old: str, new: str) -> None:
+        _check_name(old)
+        _check_name(new)
+        with self._admin() as conn:
+            self._terminate(conn, old)
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}")
+                         .format(sql.Identifier(old), sql.Identifier(new)))
+
+    def database_size(self, name: str) -> int:
+        with self._admin() as conn:
+            return conn.execute("SELECT pg_database_size(%s)", (name,)).fetchone()[0]
+
+    def _connect_to(self, database: str):
+        info = psycopg.conninfo.make_conninfo(conninfo(self.cfg), dbname=database)
+        return psycopg.connect(info, autocommit=True)
+
+    def module_versions(self, database: str) -> dict[str, str]:
+        """{module: installed version} of an Odoo database ({} when it has none)."""
+        with self._connect_to(database) as conn:
+            if conn.execute("SELECT to_regclass('ir_module_module')").fetchone()[0] is None:
+                return {}
+            rows = conn.execute("SELECT name, latest_version FROM ir_module_module "
+                                "WHERE state = 'installed'").fetchall()
+        return {name: version or "" for name, version in rows}
+
+    def new_identity(self, database: str) -> None:
+        """A copy is another database: a new uuid and secret, as `db duplicate` gives."""
+        with self._connect_to(database) as conn:
+            if conn.execute("SELECT to_regclass('ir_config_parameter')").fetchone()[0] is None:
+                return
+            for key in ("database.uuid", "database.secret"):
+                conn.execute("UPDATE ir_config_parameter SET value = gen_random_uuid()::text "
+                             "WHERE key = %s", (key,))
+
 
 def _check_name(name: str) -> None:
     if not DB_NAME.match(name):
         raise ValueError(f"refusing database name {name!r}")
+

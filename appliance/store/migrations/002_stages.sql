@@ -15,3 +15,6 @@ ALTER TABLE builds ADD COLUMN data_dir text;
 ALTER TABLE tasks DROP CONSTRAINT tasks_kind_check;
 ALTER TABLE tasks ADD CONSTRAINT tasks_kind_check
     CHECK (kind IN ('start_server', 'stop_server', 'gc'));
+
+-- At most one production branch per project, even with two requests at once.
+CREATE UNIQUE INDEX branches_one_production ON branches (project_id) WHERE stage = 'production';
