@@ -9,9 +9,10 @@ import sys
 
 COMMANDS = {
     "server": "odoo.cli.server",
+    "neutralize": "odoo.cli.neutralize",
 }
 # Commands of real Odoo that this stand-in does not provide (yet).
-UNSUPPORTED = ("cloc", "db", "deploy", "genproxytoken", "help", "neutralize", "obfuscate",
+UNSUPPORTED = ("cloc", "db", "deploy", "genproxytoken", "help", "obfuscate",
                "populate", "scaffold", "shell", "start", "tsconfig", "upgrade_code")
 
 

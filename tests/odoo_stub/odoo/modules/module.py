@@ -20,7 +20,7 @@ _DEFAULTS = {
     "application": False, "author": "Odoo S.A.", "auto_install": False,
     "category": "Uncategorized", "data": [], "demo": [], "depends": [], "description": "",
     "external_dependencies": {}, "installable": True, "license": "LGPL-3",
-    "post_init_hook": "", "summary": "", "version": "1.0",
+    "post_init_hook": "", "post_load": "", "summary": "", "version": "1.0",
 }
 _manifest_cache = {}
 
@@ -105,6 +105,15 @@ def load_openerp_module(module):
     except Exception:
         _logger.critical("Couldn't load module %s", module)
         raise
+
+
+def run_post_load(module):
+    """Call the manifest's `post_load` function of `module` (imported first), if any."""
+    hook = get_manifest(module).get("post_load")
+    if not hook:
+        return
+    load_openerp_module(module)
+    getattr(importlib.import_module(f"odoo.addons.{module}"), hook)()
 
 
 def check_manifest_dependencies(manifest):

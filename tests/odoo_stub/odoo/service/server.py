@@ -2,7 +2,8 @@
 
 Exit codes as in Odoo with --stop-after-init: 0 when fine, 1 when tests failed,
 255 (-1) when the database could not be initialised. Without --stop-after-init
-the server runs until SIGTERM or SIGINT, then stops cleanly and exits 0.
+the `post_load` hooks of the installed modules run first (exit 1 when one raises),
+then the server runs until SIGTERM or SIGINT, then stops cleanly and exits 0.
 """
 
 import logging
@@ -40,6 +41,8 @@ class ThreadedServer:
     def run(self, preload, stop):
         signal.signal(signal.SIGTERM, self.signal_handler)
         signal.signal(signal.SIGINT, self.signal_handler)
+        if not stop and not run_post_load_hooks(preload):
+            return 1
         if config.get("http_enable", True) and (not stop or config.get("test_enable")):
             self.http_spawn()
         rc = preload_registries(preload) if preload else 0
@@ -72,6 +75,34 @@ def prepare_data_dir(dbnames):
             os.makedirs(path, 0o700, exist_ok=True)
         except OSError as exc:
             _logger.error("Cannot create %s: %s", path, exc)
+
+
+def run_post_load_hooks(dbnames):
+    """Before serving: the `post_load` hooks of the installed modules. False when one
+    raised (logged CRITICAL with its traceback): the server must not start."""
+    from ..modules import db, module as modules
+    from .. import sql_db
+    for dbname in dbnames:
+        netsvc.set_dbname(dbname)
+        try:
+            with sql_db.Cursor(dbname) as cr:
+                names = []
+                if db.is_initialized(cr):
+                    cr.execute("SELECT name FROM ir_module_module WHERE state = 'installed' "
+                               "ORDER BY name <> 'base', id")
+                    names = [row[0] for row in cr.fetchall()]
+        except Exception:
+            _logger.debug("No installed modules read from %s before loading it", dbname, exc_info=True)
+            continue
+        for name in names:
+            if not modules.get_manifest(name).get("post_load"):
+                continue
+            try:
+                modules.run_post_load(name)
+            except Exception:
+                _logger.critical("Failed to run the post_load hook of module %s", name, exc_info=True)
+                return False
+    return True
 
 
 def preload_registries(dbnames):
