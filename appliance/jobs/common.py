@@ -104,12 +104,15 @@ def set_state(svc, build: dict, state: str) -> None:
 
 
 def update(svc, build: dict, **fields) -> None:
+    """Set columns of the build, in the store and in the pipeline's own copy."""
     with svc.db.transaction() as conn:
         builds_store.update(conn, build["id"], **fields)
+    build.update(fields)
 
 
-def serve(svc, project: dict, build: dict, steps) -> None:
-    """The "start" and "health" steps: the build's server up and answering, then running."""
+def serve(svc, project: dict, build: dict, steps, result: str | None = None) -> None:
+    """The "start" and "health" steps: the build's server up and answering, then running
+    (with its result, when the pipeline has not set one before)."""
     set_state(svc, build, "starting")
     with steps.step("start") as out:
         build["host_port"] = containers.start_server(svc, project, build)
@@ -121,7 +124,8 @@ def serve(svc, project: dict, build: dict, steps) -> None:
                                         info[0].id if info else None, svc.docker)
         out["detail"] = f"ready after {seconds:.1f} s"
     with svc.db.transaction() as conn:
-        builds_store.set_state(conn, build["id"], "running", host_port=build["host_port"])
+        builds_store.set_state(conn, build["id"], "running", host_port=build["host_port"],
+                               **({"result": result} if result else {}))
 
 
 def addon_dirs(build: dict) -> list[str]:

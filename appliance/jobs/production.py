@@ -69,7 +69,6 @@ def run(svc, build: dict) -> None:
     if previous is not None:
         with svc.db.transaction() as conn:
             builds_store.set_state(conn, previous["id"], "done", host_port=None)
-    common.update(svc, build, result="success")
     _event(svc, build, "deploy", f"{plan['deploy']} deploy of {build['commit'][:8]} live")
 
 
@@ -119,7 +118,7 @@ def first_deploy(svc, project, build, modules, paths, steps) -> None:
                 logfile=f"{containers.LOG_DIR}/update.log", modules=modules, demo=False,
                 test_enable=False)
             _check_update(svc, project, build, command, paths, out)
-        common.serve(svc, project, build, steps)
+        common.serve(svc, project, build, steps, "success")
     except BaseException:
         # Nothing was live yet: leave no half-installed production behind.
         _stop_own_server(svc, build)
@@ -133,7 +132,7 @@ def fast_deploy(svc, project, build, previous, steps) -> None:
         steps.skip(name, "fast deploy: code only")
     _stop_previous(svc, previous)
     try:
-        common.serve(svc, project, build, steps)
+        common.serve(svc, project, build, steps, "success")
     except BaseException:
         _stop_own_server(svc, build)
         _restart_previous(svc, project, previous, build)
@@ -159,7 +158,7 @@ def full_deploy(svc, project, build, previous, plan, paths, steps) -> None:
         with steps.step("update") as out:
             _check_update(svc, project, build, update_command(svc, project, build, plan),
                           paths, out)
-        common.serve(svc, project, build, steps)
+        common.serve(svc, project, build, steps, "success")
     except BaseException as exc:
         _stop_own_server(svc, build)
         rollback(svc, build, snapshot, saved_files, live_files, exc)

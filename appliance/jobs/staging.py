@@ -83,8 +83,7 @@ def run(svc, build: dict) -> None:
         if build["deploy"] != "update":  # a half-made copy is never served
             svc.postgres.drop_database(build["database"])
         raise
-    common.serve(svc, project, build, steps)
-    common.update(svc, build, result="success")
+    common.serve(svc, project, build, steps, "success")
     if previous is not None and not reuse:
         containers.stop_server(svc, previous, f"replaced by build #{build['id']}")
 
