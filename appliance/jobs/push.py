@@ -74,10 +74,15 @@ def received(conn, cfg: Config, project: dict, user: dict, updates_text: str) ->
 
 
 def _record_commits(conn, repo, project, branch, user, update) -> None:
-    commits = git.new_commits(repo, update.old, update.new)
+    record_commits(conn, project, branch, user, git.new_commits(repo, update.old, update.new))
+
+
+def record_commits(conn, project, branch, user, commits) -> None:
+    """Each commit (newest first, as git.new_commits gives them) in the branch's history."""
     for commit in reversed(commits):
         builds_store.add_event(
-            conn, project_id=project["id"], branch_id=branch["id"], user_id=user["id"],
+            conn, project_id=project["id"], branch_id=branch["id"],
+            user_id=user["id"] if user else None,
             kind="commit", message=commit.message.splitlines()[0] if commit.message else "",
             data={"sha": commit.sha, "author": commit.author, "email": commit.email,
                   "date": commit.date.isoformat(), "message": commit.message[:4000]})

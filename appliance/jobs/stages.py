@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from appliance import layout
 from appliance.errors import UserError
+from appliance.jobs import push
 from appliance.runtime import git
 from appliance.store import builds as builds_store
 from appliance.store import projects as projects_store
@@ -82,6 +83,9 @@ def merge(svc, project: dict, source: str, target: str, user: dict | None) -> Me
         raise UserError(f"{target} already contains {source}: nothing to merge")
     info = git.commit_info(repo_path, outcome.commit)
     with svc.db.transaction() as conn:
+        # The commits the merge brings are in the target's history, as a push's are.
+        push.record_commits(conn, project, target_branch, user,
+                            git.new_commits(repo_path, outcome.previous, outcome.commit))
         _event(conn, project, target_branch, user, "merge",
                f"merged {source} into {target} ({outcome.kind})",
                {"source": source, "commit": outcome.commit, "kind": outcome.kind})

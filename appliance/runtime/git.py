@@ -214,6 +214,7 @@ class MergeOutcome:
     kind: str                      # "fast-forward", "merge", "up-to-date" or "conflict"
     commit: str | None = None
     conflicts: list[str] | None = None
+    previous: str | None = None    # where the target pointed before
 
 
 def merge_branches(path: Path, source: str, target: str, *, author: str,
@@ -232,7 +233,7 @@ def merge_branches(path: Path, source: str, target: str, *, author: str,
         return MergeOutcome("up-to-date", str(ours))
     if base == ours:
         _move_ref(repo, target, ours, theirs, f"fast-forward to {source}")
-        return MergeOutcome("fast-forward", str(theirs))
+        return MergeOutcome("fast-forward", str(theirs), previous=str(ours))
     index = repo.merge_commits(ours, theirs)
     if index.conflicts is not None:
         files = sorted({(entry[1] or entry[2] or entry[0]).path
@@ -244,7 +245,7 @@ def merge_branches(path: Path, source: str, target: str, *, author: str,
                                 f"Merge branch '{source}' into {target}\n", tree,
                                 [ours, theirs])
     _move_ref(repo, target, ours, commit, f"merge {source}")
-    return MergeOutcome("merge", str(commit))
+    return MergeOutcome("merge", str(commit), previous=str(ours))
 
 
 def _move_ref(repo, branch: str, expected, new, message: str) -> None:
