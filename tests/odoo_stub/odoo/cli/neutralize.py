@@ -1,9 +1,9 @@
 """`odoo-bin neutralize -d DB [--stdout]`: make a copy of production safe to run.
 
-Runs `data/neutralize.sql` of every installed module (base first) in one
-transaction, or with `--stdout` prints that SQL between BEGIN and COMMIT and
-changes nothing. Accepts the server options (-c, --db_host, -r, -w,
---addons-path, --logfile...).
+Runs `data/neutralize.sql` of every installed module (base first, then each
+module after its dependencies) in one transaction, or with `--stdout` prints
+that SQL between BEGIN and COMMIT and changes nothing. Accepts the server
+options (-c, --db_host, -r, -w, --addons-path, --logfile...).
 """
 
 import logging
@@ -45,7 +45,8 @@ def run(args):
             else:
                 neutralize.neutralize_database(cr)
     except Exception:
-        _logger.critical("An error occurred during the neutralization. THE DATABASE IS NOT NEUTRALIZED!",
-                         exc_info=True)
+        # like Odoo: one line, no traceback (kept at DEBUG for the stand-in's own use)
+        _logger.debug("Neutralization of %s failed", dbname, exc_info=True)
+        _logger.critical("An error occurred during the neutralization. THE DATABASE IS NOT NEUTRALIZED!")
         return 1
     return 0

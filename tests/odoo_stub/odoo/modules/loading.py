@@ -205,26 +205,23 @@ def _graph(cr):
     depths = {}
     for name in rows:
         if name not in missing:
-            _depth(name, depths)
+            modules.dependency_depth(name, depths)
     return [rows[name] for name in sorted(depths, key=lambda n: (depths[n], n)) if name in rows]
-
-
-def _depth(name, depths, seen=()):
-    if name not in depths:
-        parents = [d for d in modules.get_manifest(name).get("depends", []) if d not in seen]
-        depths[name] = 1 + max((_depth(p, depths, (*seen, name)) for p in parents), default=-1)
-    return depths[name]
 
 
 def _load_graph(env, registry, report):
     graph = _graph(env.cr)
     start = time.time()
     _logger.info("loading %d modules...", len(graph))
+    upgraded = []
     for index, (name, state, demo, installed_version) in enumerate(graph, start=1):
         modules.load_openerp_module(name)
         registry.load(name)
         if state in ("to install", "to upgrade"):
             _install(env, registry, report, name, state, demo, installed_version, (index, len(graph)))
+        if state == "to upgrade":
+            upgraded.append((name, installed_version))
+    _end_migrations(env.cr, upgraded)
     _logger.info("%d modules loaded in %.2fs, 0 queries (+0 extra)", len(graph), time.time() - start)
     if report.at_install_failed:
         _logger.error("At least one test failed when loading the modules.")
@@ -261,6 +258,14 @@ def _install(env, registry, report, name, state, demo, installed_version, positi
         if result.failures or result.errors:
             _logger.error("Module %s: %d failures, %d errors of %d tests",
                           name, len(result.failures), len(result.errors), result.testsRun)
+
+
+def _end_migrations(cr, upgraded):
+    """The `end-*` scripts of the updated modules, once every module is loaded."""
+    for name, installed_version in upgraded:
+        manifest = modules.get_manifest(name)
+        migration.migrate_module(cr, name, manifest["path"], installed_version, manifest["version"], "end")
+    cr.commit()
 
 
 def _load_data(env, name, manifest, mode, demo):

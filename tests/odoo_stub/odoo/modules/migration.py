@@ -1,8 +1,9 @@
-"""Migration scripts: `<module>/migrations/<version>/{pre,post}-*.py`.
+"""Migration scripts: `<module>/migrations/<version>/{pre,post,end}-*.py`.
 
 A version folder runs when it is above the installed version and not above the
 new one (`0.0.0` runs at every update). Each script defines `migrate(cr, version)`
-and is called with the installed version.
+and is called with the installed version: `pre-` before the module's tables and
+data are updated, `post-` after, `end-` once every module of the run is loaded.
 """
 
 import glob
@@ -14,7 +15,7 @@ from .module import adapt_version, parse_version
 
 _logger = logging.getLogger(__name__)
 
-_STAGE_FORMAT = {"pre": "[>%s]", "post": "[%s>]"}
+_STAGE_FORMAT = {"pre": "[>%s]", "post": "[%s>]", "end": "[$%s]"}
 
 
 def migrate_module(cr, module, path, installed_version, new_version, stage):

@@ -98,6 +98,15 @@ def parse_version(version):
     return tuple(int(part) if part.isdigit() else 0 for part in version.split("."))
 
 
+def dependency_depth(name, depths, seen=()):
+    """Length of the longest chain of dependencies below `name` (0 for base),
+    memoised in `depths`; modules load in increasing depth."""
+    if name not in depths:
+        parents = [d for d in get_manifest(name).get("depends", []) if d not in seen]
+        depths[name] = 1 + max((dependency_depth(p, depths, (*seen, name)) for p in parents), default=-1)
+    return depths[name]
+
+
 def load_openerp_module(module):
     """Import `odoo.addons.<module>`: its Python code runs, its models register."""
     try:

@@ -9,12 +9,14 @@ _logger = logging.getLogger(__name__)
 
 
 def get_installed_modules(cr):
-    """Installed modules, base first (its SQL creates what others may rely on)."""
+    """Installed modules, base first, then each after its dependencies (the order
+    they load in), so that a module's SQL can rely on what its dependencies' did."""
     cr.execute(
-        "SELECT name FROM ir_module_module WHERE state IN ('installed', 'to upgrade', 'to remove') "
-        "ORDER BY name <> 'base', id"
+        "SELECT name FROM ir_module_module WHERE state IN ('installed', 'to upgrade', 'to remove')"
     )
-    return [row[0] for row in cr.fetchall()]
+    names = [row[0] for row in cr.fetchall()]
+    depths = {}
+    return sorted(names, key=lambda name: (name != "base", modules.dependency_depth(name, depths), name))
 
 
 def get_neutralization_queries(names):

@@ -10,6 +10,9 @@ class IrMailServer(models.Model):
     from_filter = fields.Char()
     smtp_host = fields.Char("SMTP Server")
     smtp_port = fields.Integer("SMTP Port", default=25)
+    smtp_authentication = fields.Selection(
+        [("login", "Username"), ("certificate", "SSL Certificate"), ("cli", "Command Line Interface")],
+        default="login")
     smtp_user = fields.Char("Username")
     smtp_pass = fields.Char("Password")
     smtp_encryption = fields.Selection(
