@@ -131,3 +131,16 @@ def serve(svc, project: dict, build: dict, steps, result: str | None = None) -> 
 def addon_dirs(build: dict) -> list[str]:
     """The branch's addons folders recorded at checkout."""
     return [d for d in build["addons_dirs"].split(",") if d] or ["."]
+
+
+def code_and_image(svc, project: dict, build: dict, paths, steps) -> tuple[list[str], list[str]]:
+    """The "checkout" and "image" steps every pipeline starts with; returns the modules
+    and their folders."""
+    with steps.step("checkout") as out:
+        modules, dirs = checkout(svc, project, build, paths)
+        out["detail"] = f"{len(modules)} module(s): {', '.join(modules)}"
+        update(svc, build, modules=",".join(modules), addons_dirs=",".join(dirs))
+    with steps.step("image") as out:
+        out["detail"] = image(svc, build, paths)
+        update(svc, build, image=out["detail"])
+    return modules, dirs

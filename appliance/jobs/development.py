@@ -32,15 +32,7 @@ def run(svc, build: dict) -> None:
     steps = StepRecorder(svc.db, build["id"], STEPS)
     paths = containers.prepare_folders(svc, build["id"])
 
-    with steps.step("checkout") as out:
-        modules, dirs = common.checkout(svc, project, build, paths)
-        out["detail"] = f"{len(modules)} module(s): {', '.join(modules)}"
-        common.update(svc, build, modules=",".join(modules), addons_dirs=",".join(dirs))
-
-    with steps.step("image") as out:
-        build["image"] = common.image(svc, build, paths)
-        out["detail"] = build["image"]
-        common.update(svc, build, image=build["image"])
+    modules, dirs = common.code_and_image(svc, project, build, paths, steps)
 
     with steps.step("database") as out:
         build["database"] = database(svc, project, build)

@@ -40,14 +40,7 @@ def run(svc, build: dict) -> None:
     steps = StepRecorder(svc.db, build["id"], STEPS)
     paths = containers.prepare_folders(svc, build["id"])
 
-    with steps.step("checkout") as out:
-        modules, dirs = common.checkout(svc, project, build, paths)
-        out["detail"] = f"{len(modules)} module(s): {', '.join(modules)}"
-        common.update(svc, build, modules=",".join(modules), addons_dirs=",".join(dirs))
-
-    with steps.step("image") as out:
-        build["image"] = out["detail"] = common.image(svc, build, paths)
-        common.update(svc, build, image=build["image"])
+    modules, _ = common.code_and_image(svc, project, build, paths, steps)
 
     production_db = layout.database_name(svc.config, project["name"], "production")
     reuse = (branch["push_behaviour"] == "update" and build["trigger"] != "refresh"
