@@ -1,11 +1,14 @@
 """Test data for the copy benchmarks: a database and a filestore of given sizes, made once
-and kept (in --data, default /var/tmp/appliance-bench) so later runs start at once."""
+and kept (in --data, default /var/tmp/appliance-bench) so later runs start at once. Shared by staging_clone.py and prod_snapshot.py."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -15,22 +18,73 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from appliance import config as config_mod  # noqa: E402
+from appliance.runtime import filestore  # noqa: E402
 from appliance.runtime.postgres import Postgres  # noqa: E402
 
 ROLE = "appl_bench"
 SOURCE = "appl_bench_source"
+# Rows added per round while the database grows to its size: about 60 MB a round.
+CHUNK_ROWS = 40_000
+
+# Odoo-like tables: partners (short text, two indexes), messages (longer text), and
+# attachments kept in the database (incompressible bytea).
+SCHEMA = """
+CREATE TABLE res_partner (id serial PRIMARY KEY, name text, email text, street text,
+                          comment text, write_date timestamp);
+CREATE INDEX res_partner_email ON res_partner (email);
+CREATE INDEX res_partner_name ON res_partner (name);
+CREATE TABLE mail_message (id serial PRIMARY KEY, model text, res_id int, body text,
+                           date timestamp);
+CREATE INDEX mail_message_res ON mail_message (model, res_id);
+CREATE TABLE ir_attachment (id serial PRIMARY KEY, name text, checksum text, db_datas bytea);
+CREATE TABLE ir_mail_server (id serial PRIMARY KEY, name text, smtp_host text, smtp_port int,
+                             smtp_encryption text, smtp_authentication text, active bool);
+CREATE TABLE ir_cron (id serial PRIMARY KEY, name text, active bool);
+CREATE TABLE ir_model_data (id serial PRIMARY KEY, module text, name text, model text,
+                            res_id int);
+CREATE TABLE ir_config_parameter (id serial PRIMARY KEY, key text UNIQUE, value text);
+INSERT INTO ir_mail_server (name, smtp_host, smtp_port, smtp_encryption, active)
+  VALUES ('production relay', 'smtp.example.com', 587, 'starttls', true);
+INSERT INTO ir_cron (name, active) SELECT 'cron ' || g, true FROM generate_series(1, 40) g;
+INSERT INTO ir_model_data (module, name, model, res_id)
+  VALUES ('base', 'autovacuum_job', 'ir.cron', 1);
+"""
+# What `odoo-bin neutralize` runs for base, from the stand-in Odoo of the tests (Odoo 18's).
+NEUTRALIZE_SQL = ROOT / "tests" / "odoo_stub" / "odoo" / "addons" / "base" / "data" / \
+    "neutralize.sql"
+FILL = """
+INSERT INTO res_partner (name, email, street, comment, write_date)
+  SELECT 'Partner ' || md5(random()::text), md5(random()::text) || '@example.com',
+         (random() * 999)::int || ' ' || md5(random()::text) || ' street',
+         repeat(md5(random()::text), 4), now() - random() * interval '900 days'
+  FROM generate_series(1, {rows});
+INSERT INTO mail_message (model, res_id, body, date)
+  SELECT 'res.partner', (random() * {rows})::int,
+         '<p>' || repeat(md5(random()::text) || ' ', 12) || '</p>',
+         now() - random() * interval '900 days'
+  FROM generate_series(1, {rows});
+INSERT INTO ir_attachment (name, checksum, db_datas)
+  SELECT 'file' || g || '.bin', md5(g::text),
+         (SELECT string_agg(sha256(int8send(g * 64 + i + {seed})), ''::bytea)
+          FROM generate_series(1, 48) i)
+  FROM generate_series(1, {rows} / 8) g;
+"""
 
 
-def arguments(description: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--data", default="/var/tmp/appliance-bench", type=Path)
-    parser.add_argument("--db-mb", default=1024, type=int)
-    parser.add_argument("--files-mb", default=2048, type=int)
-    parser.add_argument("--rounds", default=3, type=int)
+def arguments(description: str, rounds: int) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("/var/tmp/appliance-bench"),
+                        help="where the filestore and the copies are kept between runs "
+                             "(on disk: a tmpfs would flatter cp -a)")
+    parser.add_argument("--db-mb", default=1024, type=int, help="database size (1 GB)")
+    parser.add_argument("--files-mb", default=2048, type=int, help="filestore size (2 GB)")
+    parser.add_argument("--rounds", default=rounds, type=int)
     return parser.parse_args()
 
 
 def postgres() -> Postgres:
+    """The appliance's Postgres adapter, as `make test` set the machine up."""
     cfg = config_mod.Config().database
     cfg.password = (ROOT / "var" / "db-password").read_text().strip()
     pg = Postgres(cfg)
@@ -39,39 +93,61 @@ def postgres() -> Postgres:
 
 
 def ensure_database(pg: Postgres, megabytes: int) -> None:
-    if pg.exists(SOURCE) and pg.database_size(SOURCE) >= megabytes * 2**20 * 0.9:
-        return
+    """The source database, grown to about `megabytes` and vacuumed; kept when present."""
+    if pg.exists(SOURCE) and abs(pg.database_size(SOURCE) / 2**20 - megabytes) < 0.1 * megabytes:
+        with pg._connect_to(SOURCE) as conn:
+            if conn.execute("SELECT to_regclass('ir_cron')").fetchone()[0]:
+                return
     print(f"making a {megabytes} MB database (once)...", flush=True)
-    pg.create_database(SOURCE, ROLE, replace=True)
-    rows = megabytes * 2**20 // 330  # about 330 bytes a row with its index entry
+    pg.drop_database(SOURCE)
+    pg.create_database(SOURCE, ROLE)
     with pg._connect_to(SOURCE) as conn:
         conn.execute(f'SET ROLE "{ROLE}"')
-        conn.execute("CREATE TABLE res_partner (id serial PRIMARY KEY, name text, "
-                     "email text, note text)")
-        conn.execute("INSERT INTO res_partner (name, email, note) SELECT 'partner ' || g, "
-                     "md5(g::text) || '@example.com', repeat(md5(g::text), 6) "
-                     "FROM generate_series(1, %s) g", (rows,))
-        conn.execute("CREATE INDEX res_partner_email ON res_partner (email)")
-        conn.execute("VACUUM ANALYZE res_partner")
+        conn.execute(SCHEMA)
+        seed = 0
+        while pg.database_size(SOURCE) < megabytes * 2**20:
+            conn.execute(FILL.format(rows=CHUNK_ROWS, seed=seed))  # ints only
+            seed += CHUNK_ROWS
+        conn.execute("VACUUM ANALYZE")
 
 
 def ensure_filestore(folder: Path, megabytes: int) -> Path:
-    marker = folder / f".complete-{megabytes}"
-    if marker.exists():
+    """An Odoo-like filestore: <xx>/<sha1> files of 4 KB to 2 MB (log-uniform, so most
+    are small), random content; kept when one of this size is present."""
+    marker = folder / ".complete"
+    if marker.exists() and json.loads(marker.read_text()) == {"megabytes": megabytes}:
         return folder
     print(f"making a {megabytes} MB filestore (once)...", flush=True)
-    subprocess.run(["rm", "-rf", str(folder)], check=True)
-    written, n = 0, 0
+    filestore.remove_tree(folder)
+    rng, written = random.Random(megabytes), 0
     while written < megabytes * 2**20:
-        size = (4096, 65536, 524288, 2 * 2**20)[n % 4]
-        data = os.urandom(size)
+        data = rng.randbytes(int(4096 * 512 ** rng.random()))
         sha = hashlib.sha1(data).hexdigest()
         (folder / sha[:2]).mkdir(parents=True, exist_ok=True)
         (folder / sha[:2] / sha).write_bytes(data)
-        written += size
-        n += 1
-    marker.write_text("")
+        written += len(data)
+    marker.write_text(json.dumps({"megabytes": megabytes}))
+    sync()
     return folder
+
+
+def neutralize(pg: Postgres, database: str) -> None:
+    """The SQL part of neutralizing a copy: mail servers and crons off."""
+    with pg._connect_to(database) as conn:
+        conn.execute(f'SET ROLE "{ROLE}"')
+        conn.execute(NEUTRALIZE_SQL.read_text())
+
+
+@contextlib.contextmanager
+def in_use(pg: Postgres):
+    """The source as production leaves it while serving: a session of the project role
+    with a write not yet committed."""
+    with pg._connect_to(SOURCE) as conn:
+        conn.autocommit = False
+        conn.execute(f'SET ROLE "{ROLE}"')
+        conn.execute("UPDATE res_partner SET comment = 'being edited' WHERE id = 1")
+        yield
+        conn.rollback()
 
 
 def timed(func, *args) -> float:
@@ -80,6 +156,12 @@ def timed(func, *args) -> float:
     return time.monotonic() - started
 
 
-def sh(command: str, password: str) -> None:
+def sync() -> None:
+    """Write dirty pages out between measurements, so one way's writes are not paid by
+    the next."""
+    os.sync()
+
+
+def shell(command: str, password: str) -> None:
     subprocess.run(["bash", "-o", "pipefail", "-c", command], check=True,
                    env={**os.environ, "PGPASSWORD": password}, stdout=subprocess.DEVNULL)
