@@ -118,10 +118,7 @@ def serve(svc, project: dict, build: dict, steps, result: str | None = None) -> 
         build["host_port"] = containers.start_server(svc, project, build)
         out["detail"] = f"port {build['host_port']}"
     with steps.step("health") as out:
-        info = svc.docker.find(build_id=build["id"], role="server")
-        seconds = containers.wait_ready(containers.health_host(svc), build["host_port"],
-                                        svc.config.builds.health_timeout,
-                                        info[0].id if info else None, svc.docker)
+        seconds = containers.server_ready(svc, build["id"], build["host_port"])
         out["detail"] = f"ready after {seconds:.1f} s"
     with svc.db.transaction() as conn:
         builds_store.set_state(conn, build["id"], "running", host_port=build["host_port"],

@@ -152,6 +152,14 @@ def wait_ready(host: str, port: int, timeout: float, container_id: str | None = 
     return time.monotonic() - started
 
 
+def server_ready(svc, build_id: int, port: int) -> float:
+    """Wait until the build's server answers on its published port (see wait_ready),
+    giving up early if its container stops; returns the seconds it took."""
+    info = svc.docker.find(build_id=build_id, role="server")
+    return wait_ready(health_host(svc), port, svc.config.builds.health_timeout,
+                      info[0].id if info else None, svc.docker)
+
+
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:

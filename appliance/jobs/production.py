@@ -218,9 +218,7 @@ def _restart_previous(svc, project, previous, build) -> None:
     with svc.db.transaction() as conn:
         previous = builds_store.get_build(conn, previous["id"])
     port = containers.start_server(svc, project, previous)
-    info = svc.docker.find(build_id=previous["id"], role="server")
-    containers.wait_ready(containers.health_host(svc), port, svc.config.builds.health_timeout,
-                          info[0].id if info else None, svc.docker)
+    containers.server_ready(svc, previous["id"], port)
     with svc.db.transaction() as conn:
         builds_store.set_state(conn, previous["id"], "running", host_port=port)
     _event(svc, build, "rollback", f"build #{previous['id']} ({previous['commit'][:8]}) "

@@ -87,9 +87,7 @@ def start_again(svc, build: dict) -> None:
         builds_store.set_state(conn, build["id"], "starting")
     try:
         port = containers.start_server(svc, project, build)
-        info = svc.docker.find(build_id=build["id"], role="server")
-        containers.wait_ready(containers.health_host(svc), port, svc.config.builds.health_timeout,
-                              info[0].id if info else None, svc.docker)
+        containers.server_ready(svc, build["id"], port)
     except ApplianceError:
         for info in svc.docker.find(build_id=build["id"], role="server"):
             svc.docker.remove(info.id)

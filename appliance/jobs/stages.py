@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from appliance import layout
 from appliance.errors import UserError
 from appliance.jobs import push
 from appliance.runtime import git
@@ -118,10 +117,6 @@ def rebuild(svc, project: dict, branch_name: str, user: dict | None,
         _event(conn, project, branch, user, trigger, f"{what}: build #{build['id']} queued",
                {"build": build["id"]})
     return build
-
-
-def page(svc, build: dict) -> str:
-    return layout.build_page(svc.config, build["id"])
 
 
 def _event(conn, project, branch, user, kind, message, data=None) -> None:

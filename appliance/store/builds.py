@@ -58,10 +58,15 @@ def builds_of_branch(conn, branch_id: int, limit: int = 12) -> list[dict]:
                         (branch_id, limit)).fetchall()
 
 
+def _adapt(fields: dict) -> dict:
+    """Column values as psycopg takes them: lists and dicts go to jsonb columns."""
+    return {key: Jsonb(value) if isinstance(value, (list, dict)) else value
+            for key, value in fields.items()}
+
+
 def set_state(conn, build_id: int, state: str, **fields) -> None:
     """Move a build to a state, setting any other columns given (JSON lists wrapped)."""
-    fields = {key: Jsonb(value) if isinstance(value, (list, dict)) else value
-              for key, value in fields.items()}
+    fields = _adapt(fields)
     assignments = ", ".join(f"{key} = %({key})s" for key in fields)
     finished = ", finished_at = now()" if state in ("running", "failed", "done") else ""
     sql = f"UPDATE builds SET state = %(state)s{finished}"
@@ -71,8 +76,7 @@ def set_state(conn, build_id: int, state: str, **fields) -> None:
 
 
 def update(conn, build_id: int, **fields) -> None:
-    fields = {key: Jsonb(value) if isinstance(value, (list, dict)) else value
-              for key, value in fields.items()}
+    fields = _adapt(fields)
     assignments = ", ".join(f"{key} = %({key})s" for key in fields)
     conn.execute(f"UPDATE builds SET {assignments} WHERE id = %(id)s", {"id": build_id, **fields})
 

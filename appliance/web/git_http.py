@@ -36,14 +36,6 @@ _tickets: dict[str, dict] = {}
 _tickets_lock = threading.Lock()
 
 
-def _db():
-    return common.db()
-
-
-def _config():
-    return common.config()
-
-
 def _plain(text: str, status: int, headers: dict | None = None) -> Response:
     return Response(text if text.endswith("\n") else text + "\n", status=status,
                     mimetype="text/plain", headers=headers or {})
@@ -58,7 +50,7 @@ def _authenticate():
         name, _, token = base64.b64decode(header[6:]).decode().partition(":")
     except (ValueError, UnicodeDecodeError):
         return None
-    with _db().transaction() as conn:
+    with common.db().transaction() as conn:
         return users_store.user_by_token(conn, name, token)
 
 
@@ -75,14 +67,14 @@ def serve(name: str, rest: str):
     if user is None:
         return _challenge("authentication failed: use your user name and a token "
                           "(`appliance token create USER`)")
-    with _db().transaction() as conn:
+    with common.db().transaction() as conn:
         try:
             project = projects_store.get_project(conn, name)
         except UserError:
             project = None
         if project is None or not users_store.can_access(conn, user, project):
             return _plain(f"project {name!r} does not exist (or you are not a member of it)", 404)
-    repo = _config().paths.repos / f"{project['name']}.git"
+    repo = common.config().paths.repos / f"{project['name']}.git"
     if not repo.is_dir():
         return _plain(f"project {name!r} has no repository", 404)
     env = _cgi_env(project, user, rest)
@@ -93,7 +85,7 @@ def serve(name: str, rest: str):
 
 
 def _cgi_env(project: dict, user: dict, rest: str) -> dict:
-    cfg = _config()
+    cfg = common.config()
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "GIT_PROJECT_ROOT": str(cfg.paths.repos),
@@ -176,7 +168,7 @@ def _new_ticket(project: dict, user: dict) -> str:
 
 
 def _hook_url() -> str:
-    host, _, port = _config().server.listen.rpartition(":")
+    host, _, port = common.config().server.listen.rpartition(":")
     if host in ("", "0.0.0.0", "::", "[::]"):
         host = "127.0.0.1"
     return f"http://{host}:{port}/git/-/hook"
@@ -191,13 +183,13 @@ def hook(name: str):
         return _plain("unknown or expired push ticket", 403)
     updates = request.get_data(as_text=True)
     try:
-        with _db().transaction() as conn:
+        with common.db().transaction() as conn:
             project = projects_store.project_by_id(conn, grant["project_id"])
             user = users_store.get_user(conn, grant["user_id"])
             if name == "pre-receive":
                 lines = push.check(project, updates)
             else:
-                lines = push.received(conn, _config(), project, user, updates)
+                lines = push.received(conn, common.config(), project, user, updates)
     except UserError as exc:
         return _plain(str(exc), 400)
     return _plain("\n".join(lines), 200)
