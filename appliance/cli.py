@@ -11,9 +11,10 @@ from pathlib import Path
 import click
 
 from appliance import config as config_mod
-from appliance import layout
+from appliance import layout, mime
 from appliance.errors import ApplianceError, UserError
 from appliance.store import builds as builds_store
+from appliance.store import mails as mails_store
 from appliance.store import projects as projects_store
 from appliance.store import users as users_store
 
@@ -293,6 +294,60 @@ def logs(obj, build_id, name, follow):
                 click.echo(f"build #{build_id} has no {name}.log yet", err=True)
             return
         time.sleep(POLL_SECONDS)
+
+
+@cli.group()
+def mail():
+    """Mail caught from development and staging builds."""
+
+
+def mail_json(row: dict) -> dict:
+    return {"id": row["id"], "build": row["build_id"], "branch": row.get("branch"),
+            "from": row["from_header"], "to": row["to_header"], "subject": row["subject"],
+            "mail_from": row["mail_from"], "rcpt_to": list(row["rcpt_to"]),
+            "message_id": row["message_id"], "size": row["size"],
+            "malformed": row["malformed"],
+            "date": row["sent_at"].isoformat() if row["sent_at"] else None,
+            "received_at": row["received_at"].isoformat()}
+
+
+@mail.command("list")
+@click.argument("build_id", type=int, metavar="BUILD")
+@click.option("--search", default="", help="words to find in sender, recipients or subject")
+@click.option("--page", type=int, default=1, help=f"{mails_store.PAGE_SIZE} mails a page")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def mail_list(obj, build_id, search, page, as_json):
+    """List the mails a build sent, newest first."""
+    with obj.services.db.transaction() as conn:
+        builds_store.get_build(conn, build_id)
+        rows = mails_store.list_mails(conn, build_id=build_id, search=search, page=page)
+    if as_json:
+        click.echo(json.dumps([mail_json(r) for r in rows], indent=2))
+        return
+    for row in rows:
+        click.echo(f"#{row['id']}\t{row['received_at']:%Y-%m-%d %H:%M:%S}\t"
+                   f"{row['from_header'] or row['mail_from']}\t{row['to_header']}\t"
+                   f"{row['subject']}{'  [malformed]' if row['malformed'] else ''}")
+
+
+@mail.command("show")
+@click.argument("mail_id", type=int, metavar="MAIL")
+@click.option("--raw", is_flag=True, help="the message exactly as received (.eml)")
+@pass_ctx
+def mail_show(obj, mail_id, raw):
+    """Show one caught mail: its envelope, headers and text, or the raw message."""
+    with obj.services.db.transaction() as conn:
+        row = mails_store.get_mail(conn, mail_id)
+    if raw:
+        sys.stdout.buffer.write(row["raw"])
+        sys.stdout.buffer.flush()
+        return
+    click.echo(f"Mail #{row['id']} of build #{row['build_id']} ({row['project']}/"
+               f"{row['branch']}), {row['size']} bytes, received {row['received_at']}")
+    click.echo(f"Envelope: from <{row['mail_from']}> to "
+               f"{', '.join(f'<{r}>' for r in row['rcpt_to'])}")
+    click.echo(mime.as_text(row["raw"]))
 
 
 @cli.command()

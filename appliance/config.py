@@ -129,6 +129,15 @@ class BuildsConfig:
 
 
 @dataclass
+class MailConfig:
+    listen_host: str = ""
+    port: int = 2525
+    max_message_bytes: int = 25 * 1024 * 1024
+    max_recipients: int = 100
+    prune_interval_minutes: int = 60
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -137,6 +146,7 @@ class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     odoo: OdooConfig = field(default_factory=OdooConfig)
     builds: BuildsConfig = field(default_factory=BuildsConfig)
+    mail: MailConfig = field(default_factory=MailConfig)
     source: Path | None = None
 
     def odoo_version(self, version: str) -> OdooVersion:
@@ -150,6 +160,7 @@ class Config:
 SECTIONS = {
     "server": ServerConfig, "paths": PathsConfig, "database": DatabaseConfig,
     "workers": WorkersConfig, "runtime": RuntimeConfig, "builds": BuildsConfig,
+    "mail": MailConfig,
 }
 
 

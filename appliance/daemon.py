@@ -1,7 +1,8 @@
 """The one process: waitress (web UI and git), the scheduler and the build workers.
 
-Started in order — state database (migrated), folders and hooks, reconcile, workers,
-scheduler, web server — and stopped in reverse on SIGTERM or SIGINT.
+Started in order — state database (migrated), folders and hooks, reconcile, the mail
+catcher (its own asyncio loop), workers, scheduler, web server — and stopped in reverse
+on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from waitress import create_server
 
 from appliance.config import Config
 from appliance.jobs import containers, gc
+from appliance.jobs import mail as mail_jobs
 from appliance.jobs.queue import BuildQueue
 from appliance.jobs.reconcile import reconcile
 from appliance.runtime import git
@@ -73,6 +75,7 @@ def _supervised(name: str, func, *args):
 def serve(cfg: Config, ready: threading.Event | None = None) -> None:
     svc = open_services(cfg)
     reconcile(svc)
+    catcher = mail_jobs.start_catcher(svc)
     queue = BuildQueue(svc)
     queue.start()
     scheduler = BackgroundScheduler(timezone="UTC")
@@ -80,6 +83,8 @@ def serve(cfg: Config, ready: threading.Event | None = None) -> None:
                       "interval", seconds=SERVER_CAP_SECONDS, id="server-cap")
     scheduler.add_job(_supervised("gc", gc.collect, svc), "interval",
                       minutes=cfg.builds.gc_interval_minutes, id="gc")
+    scheduler.add_job(_supervised("mail-retention", mail_jobs.prune, svc), "interval",
+                      minutes=cfg.mail.prune_interval_minutes, id="mail-retention")
     scheduler.start()
     host, _, port = cfg.server.listen.rpartition(":")
     server = create_server(create_app(cfg, svc.db), host=host or "127.0.0.1", port=int(port),
@@ -102,6 +107,7 @@ def serve(cfg: Config, ready: threading.Event | None = None) -> None:
         server.close()
         scheduler.shutdown(wait=False)
         _stop_queue(queue)
+        catcher.stop()
         svc.db.close()
         log.info("stopped")
 

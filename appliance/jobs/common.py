@@ -56,7 +56,7 @@ def run_oneoff(svc, project: dict, build: dict, command: list[str], role: str, p
     info = svc.docker.start(
         name=containers.container_name(svc, build["id"], role), image=build["image"],
         command=command, labels=containers.labels(project, build, role),
-        mounts=containers.mounts(svc, project, paths), env=containers.environment(project),
+        mounts=containers.mounts(svc, project, build, paths), env=containers.environment(project),
         network=svc.docker.ensure_network(project["name"]))
     logfile = paths.logs / f"{log_name}.log"
     try:

@@ -3,7 +3,8 @@
 Inside every container the layout is the same, real Odoo or the stand-in:
 /opt/odoo (the Odoo source, read-only), /mnt/src/user (the branch, read-only),
 /var/lib/odoo/data (Odoo's data dir: filestore, sessions), /var/log/odoo (the build's
-logs), the PostgreSQL socket directory, and a persistent bytecode cache.
+logs), the PostgreSQL socket directory, a persistent bytecode cache, and the build's
+/etc/odoo/odoo.conf (ODOO_RC): database, folders and outgoing mail.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from appliance import layout
 from appliance.errors import ConfigError
+from appliance.jobs import mail as mail_jobs
 from appliance.jobs.steps import BuildFailed
 from appliance.runtime import git, odoo
 from appliance.runtime.docker import LABEL_BUILD, LABEL_PROJECT, LABEL_ROLE, Mount
@@ -30,6 +32,7 @@ USER_DIR = "/mnt/src/user"
 DATA_DIR = "/var/lib/odoo/data"
 LOG_DIR = "/var/log/odoo"
 PYCACHE_DIR = "/var/cache/odoo-pycache"
+CONF_PATH = "/etc/odoo/odoo.conf"
 HTTP_PORT = 8069
 # Odoo answers /web/health about 0.9 s after start; ask often so a build is not idle.
 HEALTH_POLL_SECONDS = 0.1
@@ -83,11 +86,43 @@ def addons_path(source: Path, user_dirs: list[str]) -> list[str]:
     return inside
 
 
-def mounts(svc, project: dict, paths: BuildPaths) -> list[Mount]:
+def write_odoo_conf(svc, project: dict, build: dict, paths: BuildPaths) -> Path:
+    """The build's odoo.conf (ODOO_RC in its containers): the database, folders and
+    outgoing mail, so that `odoo-bin shell` in a container needs no options. It holds an
+    SMTP password, so only the container's user may read it."""
+    options = {"db_host": svc.config.database.socket_dir, "db_user": project["db_role"],
+               "data_dir": DATA_DIR}
+    if build.get("database"):
+        options["db_name"] = build["database"]
+    if build.get("addons_dirs") and paths.src.exists():
+        source = odoo_source(svc, project["odoo_version"])
+        dirs = [d for d in build["addons_dirs"].split(",") if d] or ["."]
+        options["addons_path"] = ",".join(addons_path(source, dirs))
+    options.update(mail_jobs.odoo_options(svc, project, build))
+    lines = ["[options]"]
+    for key, value in options.items():
+        if any(c in str(value) for c in "\r\n\0"):
+            raise ConfigError(f"odoo.conf option {key} may not hold a line break")
+        lines.append(f"{key} = {value}")
+    path = paths.root / "odoo.conf"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".conf.new")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    if os.geteuid() == 0:
+        os.chown(temporary, svc.config.runtime.uid, svc.config.runtime.uid)
+    os.replace(temporary, path)
+    return path
+
+
+def mounts(svc, project: dict, build: dict, paths: BuildPaths) -> list[Mount]:
     source = odoo_source(svc, project["odoo_version"])
     pycache = svc.config.paths.odoo / "pycache" / project["odoo_version"]
     make_writable(pycache, svc.config.runtime.uid)
+    conf = write_odoo_conf(svc, project, build, paths)
     return [
+        Mount(str(conf), CONF_PATH),
         Mount(str(source), ODOO_DIR),
         Mount(str(paths.src), USER_DIR),
         Mount(str(paths.data), DATA_DIR, read_only=False),
@@ -99,7 +134,7 @@ def mounts(svc, project: dict, paths: BuildPaths) -> list[Mount]:
 
 def environment(project: dict) -> dict[str, str]:
     # libpq (and so Odoo) reads the password from here: it stays out of the command line.
-    return {"PGPASSWORD": project["db_password"]}
+    return {"PGPASSWORD": project["db_password"], "ODOO_RC": CONF_PATH}
 
 
 def labels(project: dict, build: dict, role: str) -> dict[str, str]:
@@ -126,7 +161,7 @@ def start_server(svc, project: dict, build: dict) -> int:
                                   logfile=f"{LOG_DIR}/odoo.log")
     info = svc.docker.start(
         name=container_name(svc, build["id"], "server"), image=build["image"], command=command,
-        labels=labels(project, build, "server"), mounts=mounts(svc, project, paths),
+        labels=labels(project, build, "server"), mounts=mounts(svc, project, build, paths),
         env=environment(project), network=svc.docker.ensure_network(project["name"]),
         publish=HTTP_PORT, restart=True)
     if not info.host_port:

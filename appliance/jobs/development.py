@@ -6,6 +6,8 @@ image      the runtime image (Debian + Odoo's dependencies) plus a layer for the
 database   a fresh database owned by the project's PostgreSQL role
 install    the modules with demo data and their tests, in a one-off container (install.log)
 classify   read the log: failed tests or errors red, warnings yellow, else green
+mail       the catcher becomes the database's only outgoing mail server: what the build
+           sends lands in its Mails tab, never with real people
 start      the Odoo server on that database, memory and CPU capped, port published
 health     /web/health and then /web/login answer: the build is running
 """
@@ -16,13 +18,14 @@ import logging
 import re
 
 from appliance.jobs import common, containers
+from appliance.jobs import mail as mail_jobs
 from appliance.jobs.steps import BuildFailed, StepRecorder
 from appliance.runtime import odoo
 from appliance.store import projects as projects_store
 
 log = logging.getLogger(__name__)
 
-STEPS = ["checkout", "image", "database", "install", "classify", "start", "health"]
+STEPS = ["checkout", "image", "database", "install", "classify", "mail", "start", "health"]
 TEST_STARTED = re.compile(r" odoo\.addons\.[\w.]+\.tests\.[\w.]+: Starting ")
 
 
@@ -52,6 +55,9 @@ def run(svc, build: dict) -> None:
                       warnings=verdict.warnings[:50])
         if not installed(exit_code, verdict):
             raise BuildFailed(verdict.reason or f"the install exited with code {exit_code}")
+
+    with steps.step("mail") as out:
+        out["detail"] = mail_jobs.catch_database_mail(svc, build)
 
     common.serve(svc, project, build, steps)
     containers.enforce_server_cap(svc, keep=build["id"])

@@ -1,9 +1,9 @@
 """Garbage collection of builds, run on a schedule.
 
 Development builds older than [builds] dev_keep_days are stopped and their database,
-filestore, checkout and containers removed; the build row stays, marked dropped, with
-its logs. Each staging branch keeps its latest build and drops older ones. Nothing of
-production is ever collected. Every drop is an event in the branch's history.
+filestore, checkout, containers and caught mail removed; the build row stays, marked
+dropped, with its logs. Each staging branch keeps its latest build and drops older
+ones. Nothing of production is ever collected. Every drop is an event in the branch's history.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import logging
 import shutil
 
 from appliance.jobs import containers
+from appliance.jobs import mail as mail_jobs
 from appliance.store import builds as builds_store
 
 log = logging.getLogger(__name__)
@@ -51,13 +52,15 @@ def drop(svc, build: dict) -> None:
     paths = containers.build_paths(svc.config, build["id"])
     for folder in (paths.src, paths.data):
         shutil.rmtree(folder, ignore_errors=True)
+    caught = mail_jobs.drop_build_mail(svc, build["id"])
     age = "older than the development retention" if build["stage"] == "development" \
         else "an older staging build"
     with svc.db.transaction() as conn:
         builds_store.set_state(conn, build["id"], "dropped", host_port=None)
         builds_store.add_event(conn, project_id=build["project_id"], branch_id=build["branch_id"],
                                build_id=build["id"], kind="gc",
-                               message=f"build #{build['id']} dropped: {age}")
+                               message=f"build #{build['id']} dropped: {age}",
+                               data={"mails_deleted": caught})
     log.info("build %s dropped (%s)", build["id"], build["stage"])
 
 

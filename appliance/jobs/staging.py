@@ -11,6 +11,8 @@ database    by the branch's push behaviour:
 neutralize  (copies) `odoo-bin neutralize`: scheduled actions and outgoing mail servers
             off; on a failure the database is never served
 update      `-u` / `-i` of the modules whose version went up or that are new (update.log)
+mail        the catcher becomes the database's only outgoing mail server (in place of
+            neutralize's dummy one): the copy's mail lands in the Mails tab
 start/health the server answers
 No tests, no demo data. Staging databases never expire on their own.
 """
@@ -21,6 +23,7 @@ import logging
 
 from appliance import layout
 from appliance.jobs import common, containers, production
+from appliance.jobs import mail as mail_jobs
 from appliance.jobs.steps import BuildFailed, StepRecorder
 from appliance.runtime import filestore, odoo
 from appliance.store import builds as builds_store
@@ -28,7 +31,7 @@ from appliance.store import projects as projects_store
 
 log = logging.getLogger(__name__)
 
-STEPS = ["checkout", "image", "database", "neutralize", "update", "start", "health"]
+STEPS = ["checkout", "image", "database", "neutralize", "update", "mail", "start", "health"]
 
 
 def run(svc, build: dict) -> None:
@@ -72,6 +75,8 @@ def run(svc, build: dict) -> None:
         common.set_state(svc, build, "installing")
         with steps.step("update") as out:
             out["detail"] = update(svc, project, build, modules, paths)
+        with steps.step("mail") as out:
+            out["detail"] = mail_jobs.catch_database_mail(svc, build)
     except BaseException:
         if build["deploy"] != "update":  # a half-made copy is never served
             svc.postgres.drop_database(build["database"])

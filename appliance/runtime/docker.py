@@ -199,6 +199,17 @@ class DockerRuntime:
         log.info("created network %s", name)
         return name
 
+    def gateway(self) -> str:
+        """The address on this host that containers reach it at: the gateway of Docker's
+        default bridge, an address of the host that the outside does not route to."""
+        with engine_errors("reading the default bridge network"):
+            network = self.client.networks.get("bridge")
+        for pool in (network.attrs.get("IPAM") or {}).get("Config") or []:
+            if pool.get("Gateway") and ":" not in pool["Gateway"]:
+                return pool["Gateway"]
+        raise DockerError("Docker's default bridge network has no IPv4 gateway: set "
+                          "[mail] listen_host to an address of this host containers reach")
+
     def remove_network(self, project: str) -> None:
         name = self.network_name(project)
         for network in self._networks(name):

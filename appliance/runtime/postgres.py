@@ -303,6 +303,30 @@ class Postgres:
                              "WHERE key = %s", (key,))
 
 
+    def use_only_mail_server(self, database: str, server: dict) -> None:
+        """Odoo in this database sends through `server` (name, smtp_host, smtp_port,
+        smtp_user, smtp_pass) and no other: every other outgoing server is made inactive
+        (neutralize's dummy one too), this one is made or updated and first in order."""
+        with self._connect_to(database) as conn, conn.transaction():
+            if conn.execute("SELECT to_regclass('ir_mail_server')").fetchone()[0] is None:
+                return
+            conn.execute("UPDATE ir_mail_server SET active = false WHERE name <> %(name)s",
+                         server)
+            updated = conn.execute(
+                """UPDATE ir_mail_server SET smtp_host = %(smtp_host)s,
+                          smtp_port = %(smtp_port)s, smtp_user = %(smtp_user)s,
+                          smtp_pass = %(smtp_pass)s, smtp_encryption = 'none',
+                          smtp_authentication = 'login', from_filter = NULL, sequence = 0,
+                          active = true
+                   WHERE name = %(name)s""", server).rowcount
+            if not updated:
+                conn.execute(
+                    """INSERT INTO ir_mail_server (name, smtp_host, smtp_port, smtp_user,
+                           smtp_pass, smtp_encryption, smtp_authentication, sequence, active)
+                       VALUES (%(name)s, %(smtp_host)s, %(smtp_port)s, %(smtp_user)s,
+                               %(smtp_pass)s, 'none', 'login', 0, true)""", server)
+
+
 def client_tool(name: str, server_major: int) -> str:
     """The pg_dump or pg_restore of the server's major version: Debian installs each
     version under /usr/lib/postgresql/<major>/bin, and its wrapper in PATH picks the

@@ -36,7 +36,8 @@ def free_port() -> int:
 
 
 def write_config(folder: Path, dbname: str, port: int, odoo_source: Path = STUB_ODOO,
-                 packages: list[str] | None = None, max_servers: int = 8) -> Path:
+                 packages: list[str] | None = None, max_servers: int = 8,
+                 mail_port: int = 2525) -> Path:
     ca_bundle = os.environ.get("APPLIANCE_TEST_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     packages = ", ".join(f'"{p}"' for p in (packages or TEST_PACKAGES))
     path = folder / "appliance.toml"
@@ -67,6 +68,11 @@ memory = "1g"
 [builds]
 health_timeout = 60
 
+[mail]
+port = {mail_port}
+max_message_bytes = 1048576
+max_recipients = 10
+
 [odoo.versions."18.0"]
 source = "{odoo_source}"
 ref = ""
@@ -82,10 +88,11 @@ class Appliance:
         self.folder = folder
         self.dbname = f"appliance_it_{name}_{os.getpid()}"
         self.port = free_port()
+        self.mail_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         create_scratch_database(self.dbname)
         self.config_path = write_config(folder, self.dbname, self.port, odoo_source, packages,
-                                        max_servers)
+                                        max_servers, self.mail_port)
         self.config = config_mod.load(self.config_path, env={})
         self.db = store_db.Database(self.config.database, max_size=4).open()
         store_db.migrate(self.db)

@@ -1,0 +1,222 @@
+"""SMTP: the catcher builds send their mail to, and the client that talks to relays.
+
+The catcher is an aiosmtpd server on its own asyncio loop (a thread of the daemon). A
+sender must log in (AUTH PLAIN or LOGIN) before MAIL FROM; whoever `authenticate` says
+the credentials belong to is the message's owner, whatever its headers claim. Accepted
+messages are handed to a writer thread that saves them in batches: a message is
+answered 250 only once it is stored, and under load many messages share one commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import smtplib
+import socket
+import ssl
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from appliance.errors import SystemFailure
+
+log = logging.getLogger(__name__)
+# aiosmtpd logs every command of every session at INFO, and warns on every connection
+# that AUTH is allowed without TLS: the catcher listens on a host-only bridge address
+# and its passwords are per build, so keep only its errors.
+logging.getLogger("mail.log").setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
+
+# Messages saved in one batch at most (one transaction, one commit).
+BATCH_SIZE = 64
+# How long a relay may take to answer each step.
+RELAY_TIMEOUT_SECONDS = 30
+
+
+@dataclass
+class Caught:
+    """One accepted message, before it is saved."""
+    sender: Any          # what `authenticate` returned for the session's credentials
+    mail_from: str
+    rcpt_to: list[str]
+    raw: bytes
+    received_at: float = field(default_factory=time.time)
+
+
+class _Writer(threading.Thread):
+    """Saves caught messages in batches and wakes each waiting SMTP session."""
+
+    def __init__(self, save_batch: Callable[[list[Caught]], list[int]]):
+        super().__init__(name="smtp-writer", daemon=True)
+        self.save_batch = save_batch
+        self.inbox: queue.Queue = queue.Queue()
+
+    def submit(self, caught: Caught, loop, future) -> None:
+        self.inbox.put((caught, loop, future))
+
+    def stop(self) -> None:
+        self.inbox.put(None)
+
+    def run(self) -> None:
+        while True:
+            first = self.inbox.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < BATCH_SIZE:
+                try:
+                    item = self.inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self.inbox.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            self._save(batch)
+
+    def _save(self, batch) -> None:
+        try:
+            ids = self.save_batch([caught for caught, _, _ in batch])
+            outcomes = [(True, mail_id) for mail_id in ids]
+        except Exception as exc:  # told to every sender as a temporary failure
+            log.exception("could not store %d caught message(s)", len(batch))
+            outcomes = [(False, exc)] * len(batch)
+        for (_, loop, future), (ok, value) in zip(batch, outcomes):
+            loop.call_soon_threadsafe(_settle, future, ok, value)
+
+
+def _settle(future, ok: bool, value) -> None:
+    if future.done():  # the session went away meanwhile
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+class _Handler:
+    def __init__(self, writer: _Writer, max_recipients: int):
+        self.writer = writer
+        self.max_recipients = max_recipients
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return f"452 4.5.3 Too many recipients: at most {self.max_recipients} per message"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        raw = envelope.original_content or envelope.content or b""
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        caught = Caught(sender=session.auth_data, mail_from=envelope.mail_from or "",
+                        rcpt_to=list(envelope.rcpt_tos), raw=raw)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.writer.submit(caught, loop, future)
+        try:
+            mail_id = await future
+        except Exception:  # already logged by the writer
+            return "451 4.3.0 The message could not be stored; try again later"
+        return f"250 2.0.0 OK: caught as mail #{mail_id}"
+
+
+class Catcher:
+    """The SMTP server of caught mail. `authenticate(user, password)` returns who sends
+    (any value but None) or None to refuse; `save_batch(list[Caught])` stores messages
+    and returns their ids in order."""
+
+    def __init__(self, host: str, port: int, *, authenticate: Callable[[str, str], Any],
+                 save_batch: Callable[[list[Caught]], list[int]], max_message_bytes: int,
+                 max_recipients: int, server_name: str = "appliance-mail-catcher"):
+        self.host, self.port = host, port
+        self.authenticate = authenticate
+        self.writer = _Writer(save_batch)
+        self.controller = Controller(
+            _Handler(self.writer, max_recipients), hostname=host, port=port,
+            server_hostname=server_name, ident="Odoo appliance mail catcher",
+            authenticator=self._authenticator, auth_required=True, auth_require_tls=False,
+            data_size_limit=max_message_bytes, decode_data=False)
+
+    def _authenticator(self, server, session, envelope, mechanism, auth_data):
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        user = auth_data.login.decode("utf-8", "replace")
+        password = auth_data.password.decode("utf-8", "replace")
+        try:
+            sender = self.authenticate(user, password)
+        except Exception:  # a broken lookup refuses, it never lets a sender through
+            log.exception("could not check the SMTP credentials of %r", user)
+            sender = None
+        if sender is None:
+            log.warning("refused SMTP login %r from %s", user, session.peer)
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=sender)
+
+    def start(self) -> None:
+        self.writer.start()
+        try:
+            self.controller.start()
+        except (OSError, RuntimeError, TimeoutError) as exc:
+            self.writer.stop()
+            raise SystemFailure(f"the mail catcher cannot listen on {self.host}:{self.port}: "
+                                f"{exc}") from None
+        log.info("mail catcher listening on %s:%s", self.host, self.port)
+
+    def stop(self) -> None:
+        self.controller.stop()
+        self.writer.stop()
+        self.writer.join(timeout=10)
+
+
+@dataclass
+class Relay:
+    """An outgoing SMTP server: security is "none" or "starttls"."""
+    host: str
+    port: int = 587
+    security: str = "starttls"
+    user: str = ""
+    password: str = ""
+    ca_bundle: str = ""
+
+    def __repr__(self) -> str:  # never the password
+        return f"Relay({self.host}:{self.port}, {self.security}, user={self.user!r})"
+
+
+def send(relay: Relay, mail_from: str, rcpt_to: list[str], raw: bytes) -> None:
+    """Hand one message to a relay; SystemFailure says why it did not take it."""
+    where = f"{relay.host}:{relay.port}"
+    try:
+        with smtplib.SMTP(relay.host, relay.port, timeout=RELAY_TIMEOUT_SECONDS) as client:
+            client.ehlo()
+            if relay.security == "starttls":
+                context = ssl.create_default_context(cafile=relay.ca_bundle or None)
+                client.starttls(context=context)
+                client.ehlo()
+            if relay.user:
+                client.login(relay.user, relay.password)
+            refused = client.sendmail(mail_from, rcpt_to, raw)
+    except smtplib.SMTPAuthenticationError as exc:
+        raise SystemFailure(f"the relay {where} refused the login of {relay.user!r}: "
+                            f"{exc.smtp_code} {_text(exc.smtp_error)}") from None
+    except smtplib.SMTPRecipientsRefused as exc:
+        reasons = "; ".join(f"{rcpt}: {code} {_text(msg)}"
+                            for rcpt, (code, msg) in exc.recipients.items())
+        raise SystemFailure(f"the relay {where} refused the recipients: {reasons}") from None
+    except smtplib.SMTPResponseException as exc:
+        raise SystemFailure(f"the relay {where} refused the message: {exc.smtp_code} "
+                            f"{_text(exc.smtp_error)}") from None
+    except (smtplib.SMTPException, OSError, ssl.SSLError, socket.timeout) as exc:
+        raise SystemFailure(f"cannot send through the relay {where}: {exc}") from None
+    if refused:
+        raise SystemFailure(f"the relay {where} refused: {', '.join(refused)}")
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
