@@ -19,7 +19,9 @@ from pathlib import Path
 
 from appliance import config as config_mod
 from appliance.services import Services
+from appliance.jobs import containers
 from appliance.store import builds as builds_store
+from appliance.store import mails as mails_store
 from appliance.store import db as store_db
 from appliance.store import users as users_store
 from tests.conftest import (ADDONS, ROOT, STATE_DIR, STUB_ODOO, TEST_PACKAGES,
@@ -206,3 +208,40 @@ def push(folder: Path, remote: str, branch: str, check: bool = True):
     result = git(folder, "push", remote, f"HEAD:refs/heads/{branch}", check=check)
     ids = [int(m.group(1)) for m in BUILD_LINE.finditer(result.stderr)]
     return result, ids
+
+
+# -- Odoo inside a build -------------------------------------------------------------
+
+def odoo_shell(app, build: dict, script: str) -> subprocess.CompletedProcess:
+    """Run a script in `odoo-bin shell` in the build's server container."""
+    name = containers.container_name(app.svc, build["id"], "server")
+    return subprocess.run(
+        ["docker", "exec", "-i", name, "python3", f"{containers.ODOO_DIR}/odoo-bin", "shell"],
+        input=script, capture_output=True, text=True, timeout=120)
+
+
+def send_from_odoo(app, build: dict, subject: str) -> None:
+    script = f"""
+server = env['ir.mail_server']
+message = server.build_email('shop@example.com', ['customer@example.org'], {subject!r},
+                             '<p>Your invoice</p>', subtype='html')
+server.send_email(message)
+print('sent')
+"""
+    result = odoo_shell(app, build, script)
+    assert result.returncode == 0 and "sent" in result.stdout, result.stderr[-3000:]
+
+
+def mails_of(app, build_id: int) -> list[dict]:
+    with app.db.transaction() as conn:
+        return mails_store.list_mails(conn, build_id=build_id)
+
+
+def wait_for_mail(app, build_id: int, subject: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for mail in mails_of(app, build_id):
+            if mail["subject"] == subject:
+                return mail
+        time.sleep(0.2)
+    raise AssertionError(f"no mail {subject!r} for build #{build_id}")

@@ -10,7 +10,6 @@ second SMTP server run by the test on the Docker bridge.
 from __future__ import annotations
 
 import smtplib
-import subprocess
 import threading
 import time
 from email.message import EmailMessage
@@ -21,14 +20,17 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from appliance import layout
 from appliance.errors import UserError
-from appliance.jobs import containers, gc, stages
+from appliance.jobs import gc, stages
 from appliance.jobs import mail as mail_jobs
 from appliance.store import builds as builds_store
 from appliance.store import mails as mails_store
-from tests.integration.harness import Appliance, free_port, make_repo, push
-from tests.integration.test_stages import STAGES, Work, sql
+from tests.integration.harness import (Appliance, free_port, mails_of, make_repo, push,
+                                       send_from_odoo, wait_for_mail)
+from tests.integration.test_stages import Work, sql
 
-pytestmark = pytest.mark.docker
+# The relay of the test, like the catcher, takes logins without TLS.
+pytestmark = [pytest.mark.docker,
+              pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")]
 
 RELAY_USER, RELAY_PASSWORD = "relay-user", "relay-secret-pw"
 
@@ -104,41 +106,6 @@ def builds(app, tmp_path_factory):
     assert (staging["state"], staging["deploy"]) == ("running", "copy"), staging["reason"]
     found["staging"] = staging
     return found
-
-
-def odoo_shell(app, build: dict, script: str) -> subprocess.CompletedProcess:
-    """Run a script in `odoo-bin shell` in the build's server container."""
-    name = containers.container_name(app.svc, build["id"], "server")
-    return subprocess.run(
-        ["docker", "exec", "-i", name, "python3", f"{containers.ODOO_DIR}/odoo-bin", "shell"],
-        input=script, capture_output=True, text=True, timeout=120)
-
-
-def send_from_odoo(app, build: dict, subject: str) -> None:
-    script = f"""
-server = env['ir.mail_server']
-message = server.build_email('shop@example.com', ['customer@example.org'], {subject!r},
-                             '<p>Your invoice</p>', subtype='html')
-server.send_email(message)
-print('sent')
-"""
-    result = odoo_shell(app, build, script)
-    assert result.returncode == 0 and "sent" in result.stdout, result.stderr[-3000:]
-
-
-def mails_of(app, build_id: int) -> list[dict]:
-    with app.db.transaction() as conn:
-        return mails_store.list_mails(conn, build_id=build_id)
-
-
-def wait_for_mail(app, build_id: int, subject: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for mail in mails_of(app, build_id):
-            if mail["subject"] == subject:
-                return mail
-        time.sleep(0.2)
-    raise AssertionError(f"no mail {subject!r} for build #{build_id}")
 
 
 def login(app, build_id: int) -> smtplib.SMTP:

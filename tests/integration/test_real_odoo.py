@@ -17,7 +17,7 @@ import pytest
 
 from appliance import layout
 from appliance.config import ODOO_DEBIAN_PACKAGES
-from tests.integration.harness import Appliance, make_repo, push
+from tests.integration.harness import Appliance, make_repo, push, send_from_odoo, wait_for_mail
 
 SOURCE = os.environ.get("APPLIANCE_TEST_ODOO_SOURCE", "")
 pytestmark = [
@@ -46,5 +46,8 @@ def test_real_odoo_push_to_green_and_health(tmp_path):
         assert "odoo.tests.result: 0 failed, 0 error(s) of" in log
         with urllib.request.urlopen(layout.build_url(app.config, build) + "web/health") as r:
             assert json.loads(r.read()) == {"status": "pass"}
+        # Real Odoo reads the build's odoo.conf: its shell sends to the catcher.
+        send_from_odoo(app, build, "Sent by real Odoo")
+        assert wait_for_mail(app, build["id"], "Sent by real Odoo")["build_id"] == build["id"]
     finally:
         app.close()

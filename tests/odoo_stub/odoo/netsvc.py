@@ -51,7 +51,9 @@ def init_logger(options):
     for spec in options.get("log_handler") or []:
         _apply_log_handler(spec)
     logging.captureWarnings(True)
-    warnings.simplefilter("default")
+    # like Odoo: deprecations shown once per place, other categories (ResourceWarning
+    # of an SMTP connection left open after a failure...) stay ignored
+    warnings.simplefilter("default", category=DeprecationWarning)
 
 
 def _make_handler(logfile):

@@ -10,10 +10,11 @@ import sys
 COMMANDS = {
     "server": "odoo.cli.server",
     "neutralize": "odoo.cli.neutralize",
+    "shell": "odoo.cli.shell",
 }
 # Commands of real Odoo that this stand-in does not provide (yet).
 UNSUPPORTED = ("cloc", "db", "deploy", "genproxytoken", "help", "obfuscate",
-               "populate", "scaffold", "shell", "start", "tsconfig", "upgrade_code")
+               "populate", "scaffold", "start", "tsconfig", "upgrade_code")
 
 
 def main(argv=None):

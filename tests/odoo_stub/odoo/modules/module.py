@@ -23,6 +23,8 @@ _DEFAULTS = {
     "post_init_hook": "", "post_load": "", "summary": "", "version": "1.0",
 }
 _manifest_cache = {}
+# True while tests run (set by odoo.tests.loader): mail is then not sent, as in Odoo
+current_test = None
 
 
 def initialize_sys_path():

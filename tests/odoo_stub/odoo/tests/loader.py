@@ -58,5 +58,10 @@ def _flatten(suite):
 def run_tests(module_names, position):
     """Run the `position` tests of `module_names`; the result counts failures."""
     result = OdooTestResult()
-    make_suite(module_names, position)(result)
+    suite = make_suite(module_names, position)
+    modules.current_test = True
+    try:
+        suite(result)
+    finally:
+        modules.current_test = False
     return result

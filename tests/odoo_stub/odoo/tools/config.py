@@ -196,14 +196,26 @@ def read_config_file(path):
     return {key: _typed(key, value) for key, value in parser.items("options")}
 
 
+_BOOLEANS = {"1": True, "yes": True, "on": True, "true": True,
+             "0": False, "no": False, "off": False, "false": False, "": False}
+
+
 def _typed(key, value):
+    """A file value as the command line would give it: "True"/"False"/"None" as
+    booleans, integers and floats converted (a bad one is a usage error, like
+    optparse's), flags (`smtp_ssl`, `proxy_mode`...) as booleans."""
     if value in ("False", "false", "None", "none"):
         return False
     if value in ("True", "true"):
         return True
     kind = _KINDS.get(key)
+    if kind in (FLAG, NOT_FLAG) and value.strip().lower() in _BOOLEANS:
+        return _BOOLEANS[value.strip().lower()]
     if kind in _TYPES:
-        return _TYPES[kind](value)
+        try:
+            return _TYPES[kind](value)
+        except ValueError:
+            raise OptionError(f"option {key}: invalid {kind} value: {value!r}") from None
     if kind == APPEND:
         return [item.strip() for item in value.split(",") if item.strip()]
     return value

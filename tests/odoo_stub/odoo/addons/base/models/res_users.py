@@ -20,3 +20,7 @@ class ResUsers(models.Model):
     password = fields.Char()
     email = fields.Char()
     active = fields.Boolean(default=True)
+
+    def context_get(self):
+        """The context of the environment's user (one language here)."""
+        return {"lang": "en_US", "tz": False, "uid": self.env.uid}
