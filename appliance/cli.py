@@ -347,7 +347,19 @@ def mail_show(obj, mail_id, raw):
                f"{row['branch']}), {row['size']} bytes, received {row['received_at']}")
     click.echo(f"Envelope: from <{row['mail_from']}> to "
                f"{', '.join(f'<{r}>' for r in row['rcpt_to'])}")
-    click.echo(mime.as_text(row["raw"]))
+    readable = mime.read(row["raw"], malformed=row["malformed"])
+    if readable.malformed:
+        click.echo(f"({mime.RAW_LABEL})\n")
+        click.echo(mime.raw_text(row["raw"]))
+        return
+    for name, value in readable.headers:
+        click.echo(f"{name}: {value}")
+    click.echo()
+    body = readable.text if readable.text is not None else readable.html
+    click.echo(body if body is not None else "(no text or HTML body)")
+    for item in readable.attachments:
+        click.echo(f"[attachment {item.index}: {item.filename}, {item.content_type}, "
+                   f"{item.size} bytes]")
 
 
 @cli.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 
@@ -106,3 +107,66 @@ def set_push_behaviour(conn, branch: dict, value: str) -> None:
     if value not in PUSH_BEHAVIOURS:
         raise UserError(f"push behaviour must be one of {', '.join(PUSH_BEHAVIOURS)}")
     conn.execute("UPDATE branches SET push_behaviour = %s WHERE id = %s", (value, branch["id"]))
+
+
+# --- Mail settings: the outgoing relay and how long caught mail is kept -----------------
+
+RELAY_SECURITY = ("none", "starttls")
+MAIL_FIELDS = ("relay_host", "relay_port", "relay_security", "relay_user", "relay_password",
+               "mail_keep_days", "mail_keep_count")
+HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def member_role(conn, project: dict, user: dict) -> str | None:
+    """The user's role in the project ('admin', 'developer', 'tester'), None if not a member."""
+    row = conn.execute("SELECT role FROM project_members WHERE project_id = %s AND user_id = %s",
+                       (project["id"], user["id"])).fetchone()
+    return row["role"] if row else None
+
+
+def _check_host(host: str) -> None:
+    """A host name or an IP address, nothing else: no scheme, port, path or spaces."""
+    if not host:
+        return  # no relay
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    labels = host.removesuffix(".").split(".")
+    if len(host) > 253 or not all(HOST_LABEL.match(label) for label in labels):
+        raise UserError(f"relay host {host!r} is not a host name or an IP address "
+                        "(no scheme, port or spaces: e.g. smtp.example.com)")
+
+
+def _check_mail_field(name: str, value) -> None:
+    if name == "relay_host":
+        _check_host(value)
+    elif name == "relay_port":
+        if not isinstance(value, int) or not 1 <= value <= 65535:
+            raise UserError("relay port must be a number from 1 to 65535")
+    elif name == "relay_security":
+        if value not in RELAY_SECURITY:
+            raise UserError(f"relay security must be one of {', '.join(RELAY_SECURITY)}")
+    elif name in ("relay_user", "relay_password"):
+        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+            raise UserError(f"the relay {name.removeprefix('relay_')} may not contain line "
+                            "breaks")
+    elif name in ("mail_keep_days", "mail_keep_count"):
+        if not isinstance(value, int) or value < 1:
+            what = "days" if name == "mail_keep_days" else "messages"
+            raise UserError(f"caught mail must be kept for at least 1 ({what})")
+    else:
+        raise UserError(f"no mail setting {name!r}")
+
+
+def set_mail_settings(conn, project: dict, **fields) -> dict:
+    """Change the given mail settings (MAIL_FIELDS; the others stay). Every value is checked
+    first, so a refusal (UserError) changes nothing. Returns the updated project."""
+    for name, value in fields.items():
+        _check_mail_field(name, value)
+    if not fields:
+        return project
+    assignments = ", ".join(f"{name} = %s" for name in fields)  # names checked above
+    return conn.execute(f"UPDATE projects SET {assignments} WHERE id = %s RETURNING *",
+                        [*fields.values(), project["id"]]).fetchone()

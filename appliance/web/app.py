@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from appliance.config import Config
 from appliance.errors import NotFound, PermissionDenied, UserError
 from appliance.store.db import Database
-from appliance.web import api, auth, branches, builds, common, projects
+from appliance.web import api, auth, branches, builds, common, mails, projects
 from appliance.web.git_http import blueprint as git_blueprint
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def create_app(config: Config, db: Database) -> Flask:
     auth.install(app)
     common.install_template_helpers(app)
     for blueprint in (auth.blueprint, projects.blueprint, branches.blueprint, builds.blueprint,
-                      api.blueprint, git_blueprint):
+                      mails.blueprint, api.blueprint, git_blueprint):
         app.register_blueprint(blueprint)
     app.after_request(add_headers)
     app.register_error_handler(HTTPException, http_error)
@@ -52,6 +52,7 @@ def create_app(config: Config, db: Database) -> Flask:
 
 
 def add_headers(response):
+    # setdefault: a route that sets its own (a caught mail's sandboxed HTML) keeps them.
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     # The same URL answers a fragment to htmx and a page otherwise: caches must tell apart.

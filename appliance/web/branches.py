@@ -18,13 +18,14 @@ from appliance.errors import UserError
 from appliance.jobs import stages
 from appliance.store import builds as store_builds
 from appliance.store import projects as store_projects
+from appliance.web import mails
 from appliance.web.common import config, current_user, db, render, services, visible_branch
 
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("branches", __name__)
 
-TABS = (("history", "History"), ("settings", "Settings"))
+TABS = (("history", "History"), ("mails", "Mails"), ("settings", "Settings"))
 # Build cells on the branch page: more than the project page's row, still one screen.
 BUILDS_SHOWN = 30
 EVENT_LABELS = {
@@ -32,7 +33,7 @@ EVENT_LABELS = {
     "merge": "Merge", "rebuild": "Rebuild", "refresh": "Refresh from production",
     "build_restarted": "Build restarted", "server_stopped": "Server stopped",
     "deploy": "Deploy", "update_plan": "Update plan", "rollback": "Rollback",
-    "gc": "Database collected",
+    "gc": "Database collected", "mail_released": "Mail released",
 }
 # What a push to a staging branch does; production always deploys the pushed revision,
 # development always makes a new build with tests.
@@ -52,6 +53,8 @@ def branch(name: str, branch: str):
     tab = request.args.get("tab", "history")
     if tab not in dict(TABS):
         abort(404)
+    if tab == "mails":
+        return mails.branch_tab(name, branch, TABS)
     with db().transaction() as conn:
         project, row = visible_branch(conn, name, branch)
         builds = store_builds.builds_of_branch(conn, row["id"], BUILDS_SHOWN)

@@ -1,12 +1,18 @@
-"""The projects list and a project's page: stages, branches and their builds."""
+"""The projects list, a project's page (stages, branches and their builds) and its
+settings (outgoing mail relay, caught-mail retention)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+import logging
 
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+
+from appliance.errors import PermissionDenied, UserError
 from appliance.store import overview
 from appliance.store import projects as store_projects
 from appliance.web.common import config, current_user, db, render, visible_project
+
+log = logging.getLogger(__name__)
 
 blueprint = Blueprint("projects", __name__)
 
@@ -33,3 +39,77 @@ def project(name: str):
     remote = f"{config().server.public_url.rstrip('/')}/git/{project['name']}.git"
     return render("project.html", "_branches.html", project=project, stages=stages,
                   builds=builds, remote=remote, names=[b["name"] for b in branches])
+
+
+# The project's settings: outgoing mail relay and caught-mail retention
+
+# Columns never sent to a template (the page shows only whether a password is set).
+SECRET_COLUMNS = ("relay_password", "db_password")
+SECURITY_LABELS = (("starttls", "STARTTLS"), ("none", "None (plain SMTP)"))
+
+
+def can_manage(conn, project: dict) -> bool:
+    """Appliance admins and the project's own admins change its settings."""
+    user = current_user()
+    return user["is_admin"] or store_projects.member_role(conn, project, user) == "admin"
+
+
+def render_settings(project: dict, editable: bool, *, error: str | None = None,
+                    typed: dict | None = None, status: int = 200):
+    shown = {k: v for k, v in project.items() if k not in SECRET_COLUMNS}
+    return render_template("project_settings.html", project=shown, editable=editable,
+                           password_set=bool(project["relay_password"]), error=error,
+                           values={**shown, **(typed or {})}, securities=SECURITY_LABELS), status
+
+
+def _whole_number(form, name: str, label: str) -> int:
+    value = form.get(name, "").strip()
+    if not value.isdigit():
+        raise UserError(f"{label} must be a whole number")
+    return int(value)
+
+
+def mail_settings_from(form) -> dict:
+    """The fields set_mail_settings takes, read from the form; the password only when one
+    was typed (empty keeps the stored one) or when asked to clear it."""
+    fields = {
+        "relay_host": form.get("relay_host", "").strip(),
+        "relay_port": _whole_number(form, "relay_port", "relay port"),
+        "relay_security": form.get("relay_security", ""),
+        "relay_user": form.get("relay_user", "").strip(),
+        "mail_keep_days": _whole_number(form, "mail_keep_days", "days to keep caught mail"),
+        "mail_keep_count": _whole_number(form, "mail_keep_count",
+                                         "number of caught messages to keep"),
+    }
+    if form.get("clear_password"):
+        fields["relay_password"] = ""
+    elif form.get("relay_password"):
+        fields["relay_password"] = form["relay_password"]
+    return fields
+
+
+@blueprint.get("/projects/<name>/settings")
+def settings(name: str):
+    with db().transaction() as conn:
+        project = visible_project(conn, name)
+        editable = can_manage(conn, project)
+    return render_settings(project, editable)
+
+
+@blueprint.post("/projects/<name>/settings")
+def save_settings(name: str):
+    with db().transaction() as conn:
+        project = visible_project(conn, name)
+        if not can_manage(conn, project):
+            raise PermissionDenied(f"only administrators of {name} may change its settings")
+        try:
+            fields = mail_settings_from(request.form)
+            store_projects.set_mail_settings(conn, project, **fields)
+        except UserError as exc:
+            typed = {k: v for k, v in request.form.items() if k not in SECRET_COLUMNS}
+            return render_settings(project, True, error=str(exc), typed=typed, status=400)
+    log.info("%s changed the mail settings of %s (relay %s:%s, %s, password %s)",
+             current_user()["name"], name, fields["relay_host"] or "none", fields["relay_port"],
+             fields["relay_security"], "changed" if "relay_password" in fields else "kept")
+    flash("Settings saved. Production picks relay changes up at its next deploy or restart.")
+    return redirect(url_for("projects.settings", name=name), code=303)

@@ -9,7 +9,10 @@ second SMTP server run by the test on the Docker bridge.
 
 from __future__ import annotations
 
+import json
 import smtplib
+import subprocess
+import sys
 import threading
 import time
 from email.message import EmailMessage
@@ -24,6 +27,7 @@ from appliance.jobs import gc, stages
 from appliance.jobs import mail as mail_jobs
 from appliance.store import builds as builds_store
 from appliance.store import mails as mails_store
+from tests.conftest import ROOT
 from tests.integration.harness import (Appliance, free_port, mails_of, make_repo, push,
                                        send_from_odoo, wait_for_mail)
 from tests.integration.test_stages import Work, sql
@@ -258,3 +262,24 @@ def test_collecting_a_build_deletes_its_caught_mail(app, builds):
         row = builds_store.get_build(conn, build["id"])
     gc.drop(app.svc, row)
     assert mails_of(app, build["id"]) == []
+
+
+def test_the_cli_lists_a_build_s_mails_as_json_and_shows_one(app, builds):
+    build = builds["feature-a"]
+    mail = wait_for_mail(app, build["id"], "Invoice INV/2026/0001")
+    listed = cli(app, "mail", "list", str(build["id"]), "--json")
+    assert json.loads(listed.stdout)[-1]["subject"] == "Invoice INV/2026/0001"
+    assert all(m["build"] == build["id"] for m in json.loads(listed.stdout))
+    shown = cli(app, "mail", "show", str(mail["id"]))
+    assert "Subject: Invoice INV/2026/0001" in shown.stdout and "Your invoice" in shown.stdout
+    raw = cli(app, "mail", "show", str(mail["id"]), "--raw", text=False)
+    with app.db.transaction() as conn:
+        assert raw.stdout == mails_store.get_mail(conn, mail["id"])["raw"]
+
+
+def cli(app, *args: str, text: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "appliance.cli", "--config",
+                             str(app.config_path), *args], cwd=ROOT, capture_output=True,
+                            text=text, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result
