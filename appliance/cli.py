@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,8 @@ from appliance.store import users as users_store
 # How often `build wait` and `logs -f` look again.
 POLL_SECONDS = 0.5
 FINAL_STATES = ("running", "stopped", "failed", "done", "dropped")
+# C0 and C1 control characters but tab and newline.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 class Context:
@@ -326,9 +329,9 @@ def mail_list(obj, build_id, search, page, as_json):
         click.echo(json.dumps([mail_json(r) for r in rows], indent=2))
         return
     for row in rows:
-        click.echo(f"#{row['id']}\t{row['received_at']:%Y-%m-%d %H:%M:%S}\t"
-                   f"{row['from_header'] or row['mail_from']}\t{row['to_header']}\t"
-                   f"{row['subject']}{'  [malformed]' if row['malformed'] else ''}")
+        click.echo(printable(f"#{row['id']}\t{row['received_at']:%Y-%m-%d %H:%M:%S}\t"
+                             f"{row['from_header'] or row['mail_from']}\t{row['to_header']}"
+                             f"\t{row['subject']}{'  [malformed]' if row['malformed'] else ''}"))
 
 
 @mail.command("show")
@@ -343,23 +346,26 @@ def mail_show(obj, mail_id, raw):
         sys.stdout.buffer.write(row["raw"])
         sys.stdout.buffer.flush()
         return
-    click.echo(f"Mail #{row['id']} of build #{row['build_id']} ({row['project']}/"
-               f"{row['branch']}), {row['size']} bytes, received {row['received_at']}")
-    click.echo(f"Envelope: from <{row['mail_from']}> to "
-               f"{', '.join(f'<{r}>' for r in row['rcpt_to'])}")
+    lines = [f"Mail #{row['id']} of build #{row['build_id']} ({row['project']}/"
+             f"{row['branch']}), {row['size']} bytes, received {row['received_at']}",
+             f"Envelope: from <{row['mail_from']}> to "
+             f"{', '.join(f'<{r}>' for r in row['rcpt_to'])}"]
     readable = mime.read(row["raw"], malformed=row["malformed"])
     if readable.malformed:
-        click.echo(f"({mime.RAW_LABEL})\n")
-        click.echo(mime.raw_text(row["raw"]))
-        return
-    for name, value in readable.headers:
-        click.echo(f"{name}: {value}")
-    click.echo()
-    body = readable.text if readable.text is not None else readable.html
-    click.echo(body if body is not None else "(no text or HTML body)")
-    for item in readable.attachments:
-        click.echo(f"[attachment {item.index}: {item.filename}, {item.content_type}, "
-                   f"{item.size} bytes]")
+        lines += [f"({mime.RAW_LABEL})", "", mime.raw_text(row["raw"])]
+    else:
+        lines += [f"{name}: {value}" for name, value in readable.headers] + [""]
+        body = readable.text if readable.text is not None else readable.html
+        lines.append(body if body is not None else "(no text or HTML body)")
+        lines += [f"[attachment {item.index}: {item.filename}, {item.content_type}, "
+                  f"{item.size} bytes]" for item in readable.attachments]
+    click.echo(printable("\n".join(lines)))
+
+
+def printable(text: str) -> str:
+    """What a build wrote, safe for a terminal: control characters (escape sequences
+    that could rewrite the screen or the title) shown as '?', lines and tabs kept."""
+    return CONTROL_CHARACTERS.sub("?", text.replace("\r\n", "\n"))
 
 
 @cli.command()

@@ -44,7 +44,13 @@ def _header(message, name: str) -> str:
         text = "".join(parts)
     except (email.errors.HeaderParseError, ValueError):  # a broken encoded word: as it came
         text = str(value)
-    return " ".join(text.split())[:INDEX_FIELD_CHARS]
+    return index_text(" ".join(text.split()))
+
+
+def index_text(text: str) -> str:
+    """Text PostgreSQL can store, whatever a sender put in it: no NUL characters, no lone
+    surrogates, cut to INDEX_FIELD_CHARS."""
+    return _clean(text.replace("\x00", ""))[:INDEX_FIELD_CHARS]
 
 
 def _date(value: str) -> dt.datetime | None:

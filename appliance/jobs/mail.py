@@ -3,8 +3,9 @@
 Every development and staging build gets its own SMTP login to the catcher
 (`build-<id>` and a password derived from the appliance's secret key): its Odoo is told
 to send there by its odoo.conf, and its database's outgoing mail servers are replaced
-by the catcher (neutralize's dummy server included), so nothing it sends leaves the
-appliance. The login decides which build a message belongs to: a build cannot file mail
+by the catcher (neutralize's dummy server included), so what Odoo sends stays in the
+appliance. (Code that opens SMTP connections of its own is not stopped: containers
+are not firewalled.) The login decides which build a message belongs to: a build cannot file mail
 under another's name, and production has no login at all. Production's Odoo sends
 through the project's relay when one is set, else as its own database configures.
 """
@@ -19,7 +20,7 @@ import re
 import threading
 
 from appliance import mime
-from appliance.errors import UserError
+from appliance.errors import ConfigError, UserError
 from appliance.runtime import smtp
 from appliance.store import builds as builds_store
 from appliance.store import mails as mails_store
@@ -39,6 +40,8 @@ ADDRESS = re.compile(r"^[^@\s<>,;:\"()\[\]\\]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-
 
 def credentials(svc, build_id: int) -> tuple[str, str]:
     """The build's SMTP login to the catcher: user and password."""
+    if not svc.config.server.secret_key:
+        raise ConfigError("no [server] secret_key loaded: build SMTP logins derive from it")
     key = svc.config.server.secret_key.encode()
     message = f"appliance-smtp:{svc.instance}:{build_id}".encode()
     return f"build-{build_id}", hmac.new(key, message, hashlib.sha256).hexdigest()[:40]
@@ -102,7 +105,8 @@ def save(svc, batch: list[smtp.Caught]) -> list[int]:
     for caught in batch:
         rows.append({
             "project_id": caught.sender["project_id"], "build_id": caught.sender["build_id"],
-            "mail_from": caught.mail_from[:998], "rcpt_to": [r[:998] for r in caught.rcpt_to],
+            "mail_from": mime.index_text(caught.mail_from),
+            "rcpt_to": [mime.index_text(r) for r in caught.rcpt_to],
             "size": len(caught.raw), "raw": caught.raw, **mime.summary(caught.raw)})
     with svc.db.transaction() as conn:
         return mails_store.add_mails(conn, rows)
@@ -187,8 +191,12 @@ def prune(svc) -> int:
     with svc.db.transaction() as conn:
         projects = conn.execute("SELECT * FROM projects").fetchall()
     for project in projects:
-        with svc.db.transaction() as conn:
-            count = mails_store.prune(conn, project)
+        try:
+            with svc.db.transaction() as conn:
+                count = mails_store.prune(conn, project)
+        except Exception:  # one project's failure must not keep the others' mail
+            log.exception("could not prune the caught mail of project %s", project["name"])
+            continue
         if count:
             log.info("pruned %d caught mail(s) of project %s", count, project["name"])
         deleted += count

@@ -10,9 +10,11 @@ database    by the branch's push behaviour:
             no production database yet: a fresh one, modules installed without demo data
 neutralize  (copies) `odoo-bin neutralize`: scheduled actions and outgoing mail servers
             off; on a failure the database is never served
-update      `-u` / `-i` of the modules whose version went up or that are new (update.log)
 mail        the catcher becomes the database's only outgoing mail server (in place of
-            neutralize's dummy one): the copy's mail lands in the Mails tab
+            neutralize's dummy one, or the previous build's login): the branch's mail
+            lands in its Mails tab, from the update on
+update      `-u` / `-i` of the modules whose version went up or that are new (update.log);
+            then the catcher is made the only server again (new data may add some)
 start/health the server answers
 No tests, no demo data. Staging databases never expire on their own.
 """
@@ -31,7 +33,7 @@ from appliance.store import projects as projects_store
 
 log = logging.getLogger(__name__)
 
-STEPS = ["checkout", "image", "database", "neutralize", "update", "mail", "start", "health"]
+STEPS = ["checkout", "image", "database", "neutralize", "mail", "update", "start", "health"]
 
 
 def run(svc, build: dict) -> None:
@@ -72,11 +74,14 @@ def run(svc, build: dict) -> None:
                 out["detail"] = "crons and outgoing mail servers off"
         else:
             steps.skip("neutralize", "not a copy of production")
+        with steps.step("mail") as out:
+            out["detail"] = mail_jobs.catch_database_mail(svc, build)
         common.set_state(svc, build, "installing")
         with steps.step("update") as out:
             out["detail"] = update(svc, project, build, modules, paths)
-        with steps.step("mail") as out:
-            out["detail"] = mail_jobs.catch_database_mail(svc, build)
+            # The update's data files may add mail servers; a fresh database has its
+            # tables only now.
+            mail_jobs.catch_database_mail(svc, build)
     except BaseException:
         if build["deploy"] != "update":  # a half-made copy is never served
             svc.postgres.drop_database(build["database"])

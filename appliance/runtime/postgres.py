@@ -325,6 +325,12 @@ class Postgres:
                            smtp_pass, smtp_encryption, smtp_authentication, sequence, active)
                        VALUES (%(name)s, %(smtp_host)s, %(smtp_port)s, %(smtp_user)s,
                                %(smtp_pass)s, 'none', 'login', 0, true)""", server)
+            # Queued mail and templates pinned to a server now inactive would fail (Odoo
+            # refuses an archived server): unpinned, they take the catcher.
+            for table in ("mail_mail", "mail_template"):
+                if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is not None:
+                    conn.execute(f"UPDATE {table} SET mail_server_id = NULL "
+                                 "WHERE mail_server_id IS NOT NULL")
 
 
 def client_tool(name: str, server_major: int) -> str:

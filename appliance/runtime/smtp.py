@@ -18,6 +18,7 @@ import ssl
 import threading
 import time
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -35,6 +36,8 @@ warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TL
 
 # Messages saved in one batch at most (one transaction, one commit).
 BATCH_SIZE = 64
+# Longest a sender waits for its message to be stored before it is told to try later.
+STORE_TIMEOUT_SECONDS = 60
 # How long a relay may take to answer each step.
 RELAY_TIMEOUT_SECONDS = 30
 
@@ -84,11 +87,18 @@ class _Writer(threading.Thread):
         try:
             ids = self.save_batch([caught for caught, _, _ in batch])
             outcomes = [(True, mail_id) for mail_id in ids]
-        except Exception as exc:  # told to every sender as a temporary failure
-            log.exception("could not store %d caught message(s)", len(batch))
-            outcomes = [(False, exc)] * len(batch)
+        except Exception as exc:
+            if len(batch) > 1:  # one bad message must not fail the others: one by one
+                for item in batch:
+                    self._save([item])
+                return
+            log.exception("could not store a caught message of %d bytes", len(batch[0][0].raw))
+            outcomes = [(False, exc)]
         for (_, loop, future), (ok, value) in zip(batch, outcomes):
-            loop.call_soon_threadsafe(_settle, future, ok, value)
+            try:
+                loop.call_soon_threadsafe(_settle, future, ok, value)
+            except RuntimeError:  # the loop is closed: that session is gone already
+                log.warning("a caught message was stored after its session ended")
 
 
 def _settle(future, ok: bool, value) -> None:
@@ -104,6 +114,7 @@ class _Handler:
     def __init__(self, writer: _Writer, max_recipients: int):
         self.writer = writer
         self.max_recipients = max_recipients
+        self.storing = 0  # messages waiting for their answer (read by stop())
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if len(envelope.rcpt_tos) >= self.max_recipients:
@@ -120,11 +131,38 @@ class _Handler:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self.writer.submit(caught, loop, future)
+        self.storing += 1
         try:
-            mail_id = await future
+            mail_id = await asyncio.wait_for(future, STORE_TIMEOUT_SECONDS)
+        except asyncio.TimeoutError:
+            log.error("storing a caught message took over %s s", STORE_TIMEOUT_SECONDS)
+            return "451 4.3.0 The message could not be stored in time; try again later"
         except Exception:  # already logged by the writer
             return "451 4.3.0 The message could not be stored; try again later"
+        finally:
+            self.storing -= 1
         return f"250 2.0.0 OK: caught as mail #{mail_id}"
+
+
+class _Controller(Controller):
+    """aiosmtpd's controller, keeping its sessions so that stop() can end them: closing
+    the server alone leaves connected senders waiting for an answer until they time out."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sessions: weakref.WeakSet = weakref.WeakSet()
+
+    def factory(self):
+        session = super().factory()
+        self.sessions.add(session)
+        return session
+
+    def close_sessions(self) -> None:
+        def close():
+            for session in list(self.sessions):
+                if session.transport is not None:
+                    session.transport.close()
+        self.loop.call_soon_threadsafe(close)
 
 
 class Catcher:
@@ -138,8 +176,9 @@ class Catcher:
         self.host, self.port = host, port
         self.authenticate = authenticate
         self.writer = _Writer(save_batch)
-        self.controller = Controller(
-            _Handler(self.writer, max_recipients), hostname=host, port=port,
+        self.handler = _Handler(self.writer, max_recipients)
+        self.controller = _Controller(
+            self.handler, hostname=host, port=port,
             server_hostname=server_name, ident="Odoo appliance mail catcher",
             authenticator=self._authenticator, auth_required=True, auth_require_tls=False,
             data_size_limit=max_message_bytes, decode_data=False)
@@ -170,9 +209,16 @@ class Catcher:
         log.info("mail catcher listening on %s:%s", self.host, self.port)
 
     def stop(self) -> None:
-        self.controller.stop()
+        """Store what was accepted and answer its senders while the loop still runs, then
+        stop listening. A message that arrives meanwhile gets no 250: its sender keeps it
+        and sends it again, so nothing is lost or stored twice."""
         self.writer.stop()
-        self.writer.join(timeout=10)
+        self.writer.join(timeout=STORE_TIMEOUT_SECONDS)
+        deadline = time.monotonic() + 5
+        while self.handler.storing and time.monotonic() < deadline:
+            time.sleep(0.01)  # the stored ones' 250 are being written
+        self.controller.close_sessions()
+        self.controller.stop()
 
 
 @dataclass
@@ -196,7 +242,9 @@ def send(relay: Relay, mail_from: str, rcpt_to: list[str], raw: bytes) -> None:
         with smtplib.SMTP(relay.host, relay.port, timeout=RELAY_TIMEOUT_SECONDS) as client:
             client.ehlo()
             if relay.security == "starttls":
-                context = ssl.create_default_context(cafile=relay.ca_bundle or None)
+                context = ssl.create_default_context()
+                if relay.ca_bundle:  # a corporate CA besides the system's, not instead
+                    context.load_verify_locations(cafile=relay.ca_bundle)
                 client.starttls(context=context)
                 client.ehlo()
             if relay.user:

@@ -114,6 +114,8 @@ def set_push_behaviour(conn, branch: dict, value: str) -> None:
 RELAY_SECURITY = ("none", "starttls")
 MAIL_FIELDS = ("relay_host", "relay_port", "relay_security", "relay_user", "relay_password",
                "mail_keep_days", "mail_keep_count")
+# Upper bounds of the retention (the table's CHECK constraints say the same).
+MAIL_KEEP_MOST = {"mail_keep_days": 3650, "mail_keep_count": 1_000_000}
 HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
@@ -129,8 +131,8 @@ def _check_host(host: str) -> None:
     if not host:
         return  # no relay
     try:
-        ipaddress.ip_address(host)
-        return
+        if str(ipaddress.ip_address(host)) == host and "%" not in host:
+            return
     except ValueError:
         pass
     labels = host.removesuffix(".").split(".")
@@ -153,9 +155,10 @@ def _check_mail_field(name: str, value) -> None:
             raise UserError(f"the relay {name.removeprefix('relay_')} may not contain line "
                             "breaks")
     elif name in ("mail_keep_days", "mail_keep_count"):
-        if not isinstance(value, int) or value < 1:
+        most = MAIL_KEEP_MOST[name]
+        if not isinstance(value, int) or not 1 <= value <= most:
             what = "days" if name == "mail_keep_days" else "messages"
-            raise UserError(f"caught mail must be kept for at least 1 ({what})")
+            raise UserError(f"caught mail is kept for 1 to {most:,} {what}")
     else:
         raise UserError(f"no mail setting {name!r}")
 

@@ -66,7 +66,7 @@ def safe_filename(name: str, fallback: str) -> str:
 
 def _int_arg(name: str) -> int | None:
     value = request.args.get(name, "")
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 # The Mails tab of a branch

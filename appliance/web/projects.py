@@ -64,7 +64,7 @@ def render_settings(project: dict, editable: bool, *, error: str | None = None,
 
 def _whole_number(form, name: str, label: str) -> int:
     value = form.get(name, "").strip()
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()) or len(value) > 9:
         raise UserError(f"{label} must be a whole number")
     return int(value)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from appliance.errors import UserError
 from appliance.jobs import mail as mail_jobs
 from appliance.runtime.smtp import Caught
 from appliance.services import Services
@@ -100,3 +103,36 @@ def test_only_development_and_staging_builds_may_log_in_to_the_catcher(config, d
     assert senders(*mail_jobs.credentials(svc, prod["id"])) is None
     assert senders(f"build-{dev['id']}", "wrong") is None
     assert senders("admin", mail_jobs.credentials(svc, dev["id"])[1]) is None
+
+
+def test_a_header_with_a_nul_is_stored_cleaned_and_does_not_fail_its_batch(config, db):
+    svc = Services(config, db)
+    with db.transaction() as conn:
+        build = make_build(conn, "shop")
+    sender = {"build_id": build["id"], "project_id": build["project_id"]}
+    bad = b"Subject: =?utf-8?q?x=00y?=\r\nFrom: a@example.com\r\n\r\nbody\r\n"
+    good = b"Subject: fine\r\n\r\nbody\r\n"
+    ids = mail_jobs.save(svc, [Caught(sender, "a\x00@example.com", ["b@example.org"], bad),
+                               Caught(sender, "a@example.com", ["b@example.org"], good)])
+    with db.transaction() as conn:
+        stored = [store_mails.get_mail(conn, mail_id) for mail_id in ids]
+    assert [m["subject"] for m in stored] == ["xy", "fine"]
+    assert stored[0]["raw"] == bad and stored[0]["mail_from"] == "a@example.com"
+
+
+def test_mail_settings_out_of_bounds_are_refused_and_change_nothing(db):
+    with db.transaction() as conn:
+        project = store_projects.create_project(conn, "shop", "18.0", "appl_")
+    for fields in ({"mail_keep_days": 99_999_999}, {"mail_keep_count": 0},
+                   {"relay_host": "fe80::1%\nadmin_passwd = x"},
+                   {"relay_host": "smtp://relay.example.com"}, {"relay_port": 70000},
+                   {"relay_password": "a\nb"}):
+        with db.transaction() as conn, pytest.raises(UserError):
+            store_projects.set_mail_settings(conn, project,
+                                             **{"relay_host": "ok.example.com", **fields})
+    with db.transaction() as conn:
+        again = store_projects.get_project(conn, "shop")
+    assert (again["relay_host"], again["mail_keep_days"]) == ("", 30)
+    with db.transaction() as conn:
+        store_projects.set_mail_settings(conn, project, relay_host="fe80::1",
+                                         mail_keep_days=3650)

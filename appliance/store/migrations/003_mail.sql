@@ -33,5 +33,7 @@ ALTER TABLE projects
                                CHECK (relay_security IN ('none', 'starttls')),
     ADD COLUMN relay_user      text NOT NULL DEFAULT '',
     ADD COLUMN relay_password  text NOT NULL DEFAULT '',
-    ADD COLUMN mail_keep_days  integer NOT NULL DEFAULT 30 CHECK (mail_keep_days >= 1),
-    ADD COLUMN mail_keep_count integer NOT NULL DEFAULT 1000 CHECK (mail_keep_count >= 1);
+    ADD COLUMN mail_keep_days  integer NOT NULL DEFAULT 30
+                               CHECK (mail_keep_days BETWEEN 1 AND 3650),
+    ADD COLUMN mail_keep_count integer NOT NULL DEFAULT 1000
+                               CHECK (mail_keep_count BETWEEN 1 AND 1000000);
