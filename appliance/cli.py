@@ -304,16 +304,6 @@ def mail():
     """Mail caught from development and staging builds."""
 
 
-def mail_json(row: dict) -> dict:
-    return {"id": row["id"], "build": row["build_id"], "branch": row.get("branch"),
-            "from": row["from_header"], "to": row["to_header"], "subject": row["subject"],
-            "mail_from": row["mail_from"], "rcpt_to": list(row["rcpt_to"]),
-            "message_id": row["message_id"], "size": row["size"],
-            "malformed": row["malformed"],
-            "date": row["sent_at"].isoformat() if row["sent_at"] else None,
-            "received_at": row["received_at"].isoformat()}
-
-
 @mail.command("list")
 @click.argument("build_id", type=int, metavar="BUILD")
 @click.option("--search", default="", help="words to find in sender, recipients or subject")
@@ -326,7 +316,7 @@ def mail_list(obj, build_id, search, page, as_json):
         builds_store.get_build(conn, build_id)
         rows = mails_store.list_mails(conn, build_id=build_id, search=search, page=page)
     if as_json:
-        click.echo(json.dumps([mail_json(r) for r in rows], indent=2))
+        click.echo(json.dumps([mails_store.to_json(r) for r in rows], indent=2))
         return
     for row in rows:
         click.echo(printable(f"#{row['id']}\t{row['received_at']:%Y-%m-%d %H:%M:%S}\t"

@@ -125,11 +125,6 @@ def serve(svc, project: dict, build: dict, steps, result: str | None = None) -> 
                                **({"result": result} if result else {}))
 
 
-def addon_dirs(build: dict) -> list[str]:
-    """The branch's addons folders recorded at checkout."""
-    return [d for d in build["addons_dirs"].split(",") if d] or ["."]
-
-
 def code_and_image(svc, project: dict, build: dict, paths, steps) -> tuple[list[str], list[str]]:
     """The "checkout" and "image" steps every pipeline starts with; returns the modules
     and their folders."""

@@ -90,14 +90,11 @@ def write_odoo_conf(svc, project: dict, build: dict, paths: BuildPaths) -> Path:
     """The build's odoo.conf (ODOO_RC in its containers): the database, folders and
     outgoing mail, so that `odoo-bin shell` in a container needs no options. It holds an
     SMTP password, so only the container's user may read it."""
-    options = {"db_host": svc.config.database.socket_dir, "db_user": project["db_role"],
-               "data_dir": DATA_DIR}
-    if build.get("database"):
-        options["db_name"] = build["database"]
-    if build.get("addons_dirs") and paths.src.exists():
-        source = odoo_source(svc, project["odoo_version"])
-        dirs = [d for d in build["addons_dirs"].split(",") if d] or ["."]
-        options["addons_path"] = ",".join(addons_path(source, dirs))
+    args = common_args(svc, project, build, addon_dirs(build))
+    options = {"db_host": args["db_host"], "db_user": args["db_user"],
+               "data_dir": args["data_dir"], "addons_path": ",".join(args["addons_path"])}
+    if args["database"]:
+        options["db_name"] = args["database"]
     options.update(mail_jobs.odoo_options(svc, project, build))
     lines = ["[options]"]
     for key, value in options.items():
@@ -145,9 +142,14 @@ def container_name(svc, build_id: int, role: str) -> str:
     return f"appl-{svc.instance}-{build_id}-{role}"
 
 
+def addon_dirs(build: dict) -> list[str]:
+    """The branch's addons folders recorded at checkout."""
+    return [d for d in (build.get("addons_dirs") or "").split(",") if d] or ["."]
+
+
 def common_args(svc, project: dict, build: dict, user_dirs: list[str]) -> dict:
     source = odoo_source(svc, project["odoo_version"])
-    return dict(odoo_bin=f"{ODOO_DIR}/odoo-bin", database=build["database"],
+    return dict(odoo_bin=f"{ODOO_DIR}/odoo-bin", database=build.get("database"),
                 db_host=svc.config.database.socket_dir, db_user=project["db_role"],
                 db_password=None, addons_path=addons_path(source, user_dirs),
                 data_dir=DATA_DIR, http_port=HTTP_PORT)
@@ -156,8 +158,7 @@ def common_args(svc, project: dict, build: dict, user_dirs: list[str]) -> dict:
 def start_server(svc, project: dict, build: dict) -> int:
     """Start the build's long-running Odoo server; returns the published host port."""
     paths = build_paths(svc.config, build["id"], build.get("data_dir"))
-    user_dirs = [d for d in (build.get("addons_dirs") or "").split(",") if d] or ["."]
-    command = odoo.server_command(**common_args(svc, project, build, user_dirs),
+    command = odoo.server_command(**common_args(svc, project, build, addon_dirs(build)),
                                   logfile=f"{LOG_DIR}/odoo.log")
     info = svc.docker.start(
         name=container_name(svc, build["id"], "server"), image=build["image"], command=command,

@@ -107,7 +107,7 @@ def first_deploy(svc, project, build, modules, paths, steps) -> None:
     try:
         with steps.step("update") as out:
             command = odoo.install_command(
-                **containers.common_args(svc, project, build, common.addon_dirs(build)),
+                **containers.common_args(svc, project, build, containers.addon_dirs(build)),
                 logfile=f"{containers.LOG_DIR}/update.log", modules=modules, demo=False,
                 test_enable=False)
             _check_update(svc, project, build, command, paths, out)
@@ -163,7 +163,7 @@ def full_deploy(svc, project, build, previous, plan, paths, steps) -> None:
 
 def update_command(svc, project, build, plan) -> list[str]:
     """`-u` of the modules whose version went up, `-i` of the new ones, in one run."""
-    server = dict(containers.common_args(svc, project, build, common.addon_dirs(build)),
+    server = dict(containers.common_args(svc, project, build, containers.addon_dirs(build)),
                   logfile=f"{containers.LOG_DIR}/update.log")
     if not plan["update"]:
         return odoo.install_command(**server, modules=plan["install"], demo=False,

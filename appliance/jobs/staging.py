@@ -119,8 +119,8 @@ def take_over(svc, build, previous):
 
 
 def neutralize(svc, project, build, paths) -> None:
-    command = odoo.server_command(**containers.common_args(svc, project, build, common.addon_dirs(build)),
-                                  logfile=f"{containers.LOG_DIR}/neutralize.log")
+    args = containers.common_args(svc, project, build, containers.addon_dirs(build))
+    command = odoo.server_command(**args, logfile=f"{containers.LOG_DIR}/neutralize.log")
     command.insert(2, "neutralize")
     code = common.run_oneoff(svc, project, build, command, "neutralize", paths, "neutralize")
     if code != 0:

@@ -287,7 +287,7 @@ class Postgres:
     def module_versions(self, database: str) -> dict[str, str]:
         """{module: installed version} of an Odoo database ({} when it has none)."""
         with self._connect_to(database) as conn:
-            if conn.execute("SELECT to_regclass('ir_module_module')").fetchone()[0] is None:
+            if not _has_table(conn, "ir_module_module"):
                 return {}
             rows = conn.execute("SELECT name, latest_version FROM ir_module_module "
                                 "WHERE state = 'installed'").fetchall()
@@ -296,19 +296,18 @@ class Postgres:
     def new_identity(self, database: str) -> None:
         """A copy is another database: a new uuid and secret, as `db duplicate` gives."""
         with self._connect_to(database) as conn:
-            if conn.execute("SELECT to_regclass('ir_config_parameter')").fetchone()[0] is None:
+            if not _has_table(conn, "ir_config_parameter"):
                 return
             for key in ("database.uuid", "database.secret"):
                 conn.execute("UPDATE ir_config_parameter SET value = gen_random_uuid()::text "
                              "WHERE key = %s", (key,))
-
 
     def use_only_mail_server(self, database: str, server: dict) -> None:
         """Odoo in this database sends through `server` (name, smtp_host, smtp_port,
         smtp_user, smtp_pass) and no other: every other outgoing server is made inactive
         (neutralize's dummy one too), this one is made or updated and first in order."""
         with self._connect_to(database) as conn, conn.transaction():
-            if conn.execute("SELECT to_regclass('ir_mail_server')").fetchone()[0] is None:
+            if not _has_table(conn, "ir_mail_server"):
                 return
             conn.execute("UPDATE ir_mail_server SET active = false WHERE name <> %(name)s",
                          server)
@@ -328,9 +327,14 @@ class Postgres:
             # Queued mail and templates pinned to a server now inactive would fail (Odoo
             # refuses an archived server): unpinned, they take the catcher.
             for table in ("mail_mail", "mail_template"):
-                if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is not None:
+                if _has_table(conn, table):
                     conn.execute(f"UPDATE {table} SET mail_server_id = NULL "
                                  "WHERE mail_server_id IS NOT NULL")
+
+
+def _has_table(conn, name: str) -> bool:
+    """Has this database the table (an Odoo database may lack a module's)?"""
+    return conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is not None
 
 
 def client_tool(name: str, server_major: int) -> str:

@@ -19,7 +19,7 @@ import threading
 import time
 import warnings
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from aiosmtpd.controller import Controller
@@ -49,7 +49,6 @@ class Caught:
     mail_from: str
     rcpt_to: list[str]
     raw: bytes
-    received_at: float = field(default_factory=time.time)
 
 
 class _Writer(threading.Thread):

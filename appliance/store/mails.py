@@ -12,6 +12,18 @@ INSERT_COLUMNS = ("project_id", "build_id", "mail_from", "rcpt_to", "from_header
 PAGE_SIZE = 50
 
 
+def to_json(row: dict) -> dict:
+    """A mail's index as JSON values (what the CLI prints and the API answers)."""
+    def iso(value):
+        return value.isoformat() if value is not None else None
+    return {"id": row["id"], "build": row["build_id"], "branch": row.get("branch"),
+            "mail_from": row["mail_from"], "rcpt_to": list(row["rcpt_to"]),
+            "from": row["from_header"], "to": row["to_header"], "subject": row["subject"],
+            "message_id": row["message_id"], "sent_at": iso(row["sent_at"]),
+            "received_at": iso(row["received_at"]), "size": row["size"],
+            "malformed": row["malformed"]}
+
+
 def add_mails(conn, mails: list[dict]) -> list[int]:
     """Store messages (dicts with INSERT_COLUMNS) in one statement; returns their ids in
     the same order."""

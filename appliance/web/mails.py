@@ -24,7 +24,7 @@ from appliance.errors import SystemFailure, UserError
 from appliance.jobs import mail as mail_jobs
 from appliance.store import mails as store_mails
 from appliance.store import projects as store_projects
-from appliance.web.common import (current_user, db, iso, is_htmx, render, require_access,
+from appliance.web.common import (current_user, db, is_htmx, render, require_access,
                                   services, visible_branch, visible_project)
 
 log = logging.getLogger(__name__)
@@ -176,12 +176,7 @@ def release(mail_id: int):
 # JSON twins
 
 def mail_json(mail: dict) -> dict:
-    return {"id": mail["id"], "build": mail["build_id"], "branch": mail["branch"],
-            "mail_from": mail["mail_from"], "rcpt_to": list(mail["rcpt_to"]),
-            "from": mail["from_header"], "to": mail["to_header"], "subject": mail["subject"],
-            "message_id": mail["message_id"], "sent_at": iso(mail["sent_at"]),
-            "received_at": iso(mail["received_at"]), "size": mail["size"],
-            "malformed": mail["malformed"], "page": url_for("mails.mail", mail_id=mail["id"]),
+    return {**store_mails.to_json(mail), "page": url_for("mails.mail", mail_id=mail["id"]),
             "raw": url_for("mails.raw", mail_id=mail["id"])}
 
 

@@ -19,8 +19,8 @@ from appliance import mime
 from appliance.store import builds as store_builds
 from appliance.store import mails as store_mails
 from appliance.store import projects as store_projects
-from tests.browser.test_ui import (LIVE_TIMEOUT_MS, PASSWORD, base_url, browser, build,  # noqa: F401
-                                   expect)
+from tests.browser.test_ui import (LIVE_TIMEOUT_MS, base_url, browser, build,  # noqa: F401
+                                   expect, sign_in)
 
 pytestmark = pytest.mark.browser
 
@@ -112,10 +112,7 @@ def page(browser, base_url, build):
     page.on("console", lambda msg: page.console_texts.append(msg.text))
     page.on("pageerror", lambda exc: page.errors.append(str(exc)))
     page.goto(base_url + "/login")
-    page.fill("input[name=name]", "owner")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    expect(page.locator(".topbar .user-name")).to_contain_text("owner")
+    sign_in(page)
     yield page
     context.close()
 

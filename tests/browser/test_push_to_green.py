@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.test_ui import sign_in
 from tests.integration.harness import Appliance, make_repo, push
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
@@ -36,9 +37,7 @@ def test_a_pushed_branch_turns_green_in_the_browser_and_its_log_arrives(tmp_path
             errors = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(app.url + "/")
-            page.fill("input[name=name]", "admin")
-            page.fill("input[name=password]", "password-admin")
-            page.click("button[type=submit]")
+            sign_in(page, "admin", "password-admin")
             page.get_by_role("link", name="acme").first.click()
             expect(page).to_have_url(re.compile(r"/projects/acme$"))
 

@@ -74,6 +74,14 @@ def build(db):
     return row
 
 
+def sign_in(page, name: str = "owner", password: str = PASSWORD) -> None:
+    """Fill in the login form the page shows and wait until signed in."""
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    expect(page.locator(".topbar .user-name")).to_contain_text(name)
+
+
 @pytest.fixture
 def page(browser, base_url, build):
     context = browser.new_context()
@@ -83,10 +91,7 @@ def page(browser, base_url, build):
     page.on("pageerror", lambda exc: problems.append(str(exc)))
     page.goto(base_url + "/")
     expect(page).to_have_url(re.compile(r"/login"))
-    page.fill("input[name=name]", "owner")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    expect(page.locator(".topbar .user-name")).to_contain_text("owner")
+    sign_in(page)
     yield page
     context.close()
     assert not problems, problems  # no script errors, nothing refused by the CSP

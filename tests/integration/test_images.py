@@ -17,7 +17,6 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
-import requests.exceptions
 
 from appliance.config import RuntimeConfig
 from appliance.errors import ConfigError, ImageBuildError, UserError
@@ -38,23 +37,13 @@ def _ca_bundle() -> str:
 
 
 @pytest.fixture(scope="module")
-def client():
-    try:
-        engine = docker.from_env()
-        engine.ping()
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-        pytest.skip(f"the Docker engine is unreachable: {exc}")
-    return engine
-
-
-@pytest.fixture(scope="module")
 def cfg() -> RuntimeConfig:
     return RuntimeConfig(debian_packages=list(TEST_PACKAGES), ca_bundle=_ca_bundle(),
                          memory="1g", network_prefix="appliance-test")
 
 
 @pytest.fixture(scope="module")
-def runtime(cfg, client):
+def runtime(cfg, docker_client):
     # No shared client: the runtime makes one per thread, as the daemon's workers do.
     runtime = DockerRuntime(cfg, instance=f"t{uuid.uuid4().hex[:10]}")
     try:
@@ -78,14 +67,14 @@ def runtime_tag(runtime, cfg, logs) -> str:
 
 
 @pytest.fixture
-def run_requirements(client):
+def run_requirements(docker_client):
     """Requirements unique to this run (so the image is really built), removed after."""
     marker = f"# test run {uuid.uuid4().hex}\n".encode()
     tags: list[str] = []
     yield marker, tags
     for tag in tags:
         try:
-            client.images.remove(tag, force=True)
+            docker_client.images.remove(tag, force=True)
         except docker.errors.ImageNotFound:
             pass
 

@@ -8,7 +8,6 @@ import uuid
 import docker
 import docker.errors
 import pytest
-import requests.exceptions
 
 from appliance.config import RuntimeConfig
 from appliance.errors import DockerError
@@ -24,21 +23,11 @@ UID = 990
 
 
 @pytest.fixture(scope="module")
-def client():
-    try:
-        engine = docker.from_env()
-        engine.ping()
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-        pytest.skip(f"the Docker engine is unreachable: {exc}")
-    return engine
-
-
-@pytest.fixture(scope="module")
-def cfg(client) -> RuntimeConfig:
+def cfg(docker_client) -> RuntimeConfig:
     cfg = RuntimeConfig(pids_limit=PIDS_LIMIT, memory=MEMORY, cpus=CPUS, uid=UID,
                         network_prefix="appliance-test")
     try:
-        client.images.get(cfg.base_image)
+        docker_client.images.get(cfg.base_image)
     except docker.errors.ImageNotFound:
         pytest.skip(f"the base image {cfg.base_image} is missing: run `make image`")
     return cfg
@@ -52,16 +41,16 @@ def _cleanup(runtime: DockerRuntime, projects: tuple[str, ...] = ("p",)) -> None
 
 
 @pytest.fixture(scope="module")
-def runtime(cfg, client):
-    runtime = DockerRuntime(cfg, instance=f"t{uuid.uuid4().hex[:10]}", client=client)
+def runtime(cfg, docker_client):
+    runtime = DockerRuntime(cfg, instance=f"t{uuid.uuid4().hex[:10]}", client=docker_client)
     yield runtime
     _cleanup(runtime)
 
 
 @pytest.fixture(scope="module")
-def other(cfg, client):
+def other(cfg, docker_client):
     """A second appliance on the same engine."""
-    other = DockerRuntime(cfg, instance=f"t{uuid.uuid4().hex[:10]}", client=client)
+    other = DockerRuntime(cfg, instance=f"t{uuid.uuid4().hex[:10]}", client=docker_client)
     yield other
     _cleanup(other)
 
@@ -211,13 +200,13 @@ def test_mounts_are_read_only_unless_asked(runtime, network, tmp_path):
     assert (tmp_path / "rw" / "x").exists() and not (tmp_path / "ro" / "x").exists()
 
 
-def test_the_ca_bundle_is_mounted_with_the_variables_tools_read(cfg, client, tmp_path):
+def test_the_ca_bundle_is_mounted_with_the_variables_tools_read(cfg, docker_client, tmp_path):
     bundle = tmp_path / "bundle.crt"
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
     bundle.chmod(0o644)
     tmp_path.chmod(0o755)
     with_ca = RuntimeConfig(**{**cfg.__dict__, "ca_bundle": str(bundle)})
-    runtime = DockerRuntime(with_ca, instance=f"t{uuid.uuid4().hex[:10]}", client=client)
+    runtime = DockerRuntime(with_ca, instance=f"t{uuid.uuid4().hex[:10]}", client=docker_client)
     try:
         info = _run(runtime, runtime.ensure_network("p"),
                     "echo $SSL_CERT_FILE $REQUESTS_CA_BUNDLE $PIP_CERT; head -1 $PIP_CERT")
@@ -229,17 +218,17 @@ def test_the_ca_bundle_is_mounted_with_the_variables_tools_read(cfg, client, tmp
     assert output[1] == "-----BEGIN CERTIFICATE-----"
 
 
-def test_the_project_network_is_created_once_and_removed(runtime, client):
+def test_the_project_network_is_created_once_and_removed(runtime, docker_client):
     first = runtime.ensure_network("net-test")
     second = runtime.ensure_network("net-test")
 
-    found = [n for n in client.networks.list(names=[first]) if n.name == first]
+    found = [n for n in docker_client.networks.list(names=[first]) if n.name == first]
     assert first == second == f"appliance-test-{runtime.instance}-net-test"
     assert len(found) == 1
     assert found[0].attrs["Labels"]["appliance.instance"] == runtime.instance
     runtime.remove_network("net-test")
     runtime.remove_network("net-test")
-    assert [n for n in client.networks.list(names=[first]) if n.name == first] == []
+    assert [n for n in docker_client.networks.list(names=[first]) if n.name == first] == []
 
 
 def test_an_unreachable_engine_is_a_clear_docker_error(cfg):
