@@ -14,6 +14,7 @@ import click
 from appliance import config as config_mod
 from appliance import layout, mime
 from appliance.errors import ApplianceError, UserError
+from appliance.runtime import buildfs
 from appliance.store import builds as builds_store
 from appliance.store import mails as mails_store
 from appliance.store import projects as projects_store
@@ -282,18 +283,22 @@ def logs(obj, build_id, name, follow):
     with obj.services.db.transaction() as conn:
         builds_store.get_build(conn, build_id)
     path = layout.log_path(obj.services.config, build_id, name)
-    offset = 0
+    offset, found = 0, False
     while True:
-        if path.exists():
-            with open(path, "rb") as handle:
+        try:
+            # Never through a link: the server's log folder is written by its container.
+            with buildfs.open_path(path) as handle:
+                found = True
                 handle.seek(offset)
                 chunk = handle.read()
-            if chunk:
-                sys.stdout.write(chunk.decode("utf-8", errors="replace"))
-                sys.stdout.flush()
-                offset += len(chunk)
+        except (FileNotFoundError, buildfs.UnsafePath):
+            chunk = b""
+        if chunk:
+            sys.stdout.write(chunk.decode("utf-8", errors="replace"))
+            sys.stdout.flush()
+            offset += len(chunk)
         if not follow:
-            if not path.exists():
+            if not found:
                 click.echo(f"build #{build_id} has no {name}.log yet", err=True)
             return
         time.sleep(POLL_SECONDS)

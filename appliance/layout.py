@@ -8,17 +8,34 @@ from appliance.config import Config
 from appliance.errors import NotFound
 
 LOG_FILES = ("install", "pip", "odoo", "update", "neutralize")
+# The one log a container writes itself (its server's); the daemon writes the others from
+# the containers' output into a folder no container mounts.
+SERVER_LOG = "odoo"
 
 
 def build_dir(cfg: Config, build_id: int) -> Path:
     return cfg.paths.builds / str(int(build_id))
 
 
-def log_path(cfg: Config, build_id: int, name: str) -> Path:
-    """The path of one of a build's log files; an unknown name is refused."""
+def server_log_dir(cfg: Config, build_id: int) -> Path:
+    """The folder a build's server writes odoo.log into (mounted into its container)."""
+    return build_dir(cfg, build_id) / "server-log"
+
+
+def log_location(cfg: Config, build_id: int, name: str) -> tuple[Path, str]:
+    """Where one of a build's logs is: (folder, file name). An unknown name is refused.
+    Open it with runtime.buildfs: the server's folder is written by its container."""
     if name not in LOG_FILES:
         raise NotFound(f"no log {name!r} (known: {', '.join(LOG_FILES)})")
-    return build_dir(cfg, build_id) / "logs" / f"{name}.log"
+    if name == SERVER_LOG:
+        return server_log_dir(cfg, build_id), f"{name}.log"
+    return build_dir(cfg, build_id) / "logs", f"{name}.log"
+
+
+def log_path(cfg: Config, build_id: int, name: str) -> Path:
+    """The path of one of a build's log files (for tests and tools that trust it)."""
+    folder, file_name = log_location(cfg, build_id, name)
+    return folder / file_name
 
 
 def build_url(cfg: Config, build: dict) -> str | None:

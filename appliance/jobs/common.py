@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import logging
 import shutil
-import threading
 
-from appliance.jobs import containers
+from appliance.jobs import bytecode, containers
 from appliance.jobs.steps import BuildFailed
-from appliance.runtime import git, images, odoo
+from appliance.runtime import buildfs, git, images, odoo
 from appliance.store import builds as builds_store
 
 log = logging.getLogger(__name__)
-
-# How often a one-off container's log is looked at while it runs.
-PROGRESS_POLL_SECONDS = 0.5
 
 
 def checkout(svc, project: dict, build: dict, paths) -> tuple[list[str], list[str]]:
@@ -32,16 +28,18 @@ def checkout(svc, project: dict, build: dict, paths) -> tuple[list[str], list[st
     return names, odoo.addons_dirs(paths.src, found)
 
 
-def image(svc, build: dict, paths) -> str:
+def image(svc, project: dict, build: dict, paths) -> str:
     pip_log = paths.logs / "pip.log"
     cfg = svc.config.runtime
     runtime = images.runtime_image(svc.docker, cfg, pip_log)
+    version = project["odoo_version"]
+    bytecode.ensure(svc, version, containers.odoo_source(svc, version), runtime.tag)
     repo = svc.config.paths.repos / f"{build['project']}.git"
     requirements = git.read_file(repo, build["commit"], "requirements.txt")
     apt = git.read_file(repo, build["commit"], "apt.txt")
     result = images.project_image(svc.docker, cfg, runtime.tag, requirements, apt, pip_log)
     if result.cached:
-        with open(pip_log, "a", encoding="utf-8") as handle:
+        with buildfs.open_append(paths.root, "logs/pip.log") as handle:
             what = ("no requirements.txt or apt.txt: the runtime image"
                     if requirements is None and apt is None else "cached, built before")
             handle.write(f"image {result.tag}: {what}\n")
@@ -49,53 +47,48 @@ def image(svc, build: dict, paths) -> str:
 
 
 def run_oneoff(svc, project: dict, build: dict, command: list[str], role: str, paths,
-               log_name: str, on_progress=None) -> int:
-    """Run Odoo once in a container (install, update, neutralize) with its log in
-    logs/<log_name>.log; returns the exit code. on_progress(log_text) is called while
-    it runs."""
+               log_name: str, on_line=None) -> int:
+    """Run Odoo once in a container (install, update, neutralize) and return its exit
+    code. Its output, as Docker hands it over, goes to logs/<log_name>.log, a file of
+    the daemon's that no container sees; on_line(line) is called with each line."""
     info = svc.docker.start(
         name=containers.container_name(svc, build["id"], role), image=build["image"],
         command=command, labels=containers.labels(project, build, role),
-        mounts=containers.mounts(svc, project, build, paths), env=containers.environment(project),
-        network=svc.docker.ensure_network(project["name"]))
-    logfile = paths.logs / f"{log_name}.log"
+        mounts=containers.mounts(svc, project, build, paths), env=containers.environment(),
+        network=svc.docker.ensure_network(project["name"]), tmpfs=containers.TMPFS)
     try:
-        exit_code = _wait_watching(svc, build, info.id, logfile, on_progress)
-        output = svc.docker.logs(info.id)
-        if output.strip():
-            with open(logfile, "a", encoding="utf-8") as handle:
-                handle.write(output if output.endswith("\n") else output + "\n")
-        return exit_code
+        with buildfs.open_append(paths.root, f"logs/{log_name}.log") as handle:
+            lines = LineSplitter(on_line)
+
+            def write(text: str) -> None:
+                handle.write(text)
+                handle.flush()
+                lines.feed(text)
+
+            return svc.docker.follow_to_end(info.id, svc.config.builds.install_timeout,
+                                            write)
     finally:
         svc.docker.remove(info.id)
 
 
-def _wait_watching(svc, build: dict, container_id: str, logfile, on_progress) -> int:
-    """Wait for the container, showing its log to on_progress now and then."""
-    outcome: dict = {}
+class LineSplitter:
+    """Hands complete lines of a stream of text chunks to a callback."""
 
-    def wait():
-        try:
-            outcome["code"] = svc.docker.wait(container_id, svc.config.builds.install_timeout)
-        except Exception as exc:  # handed to the caller's thread below
-            outcome["error"] = exc
+    def __init__(self, callback):
+        self.callback = callback
+        self.pending = ""
 
-    waiter = threading.Thread(target=wait, name=f"wait-{build['id']}", daemon=True)
-    waiter.start()
-    while waiter.is_alive():
-        waiter.join(PROGRESS_POLL_SECONDS)
-        if on_progress is not None:
-            on_progress(read(logfile))
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["code"]
+    def feed(self, text: str) -> None:
+        if self.callback is None:
+            return
+        *complete, self.pending = (self.pending + text).split("\n")
+        for line in complete:
+            self.callback(line)
 
 
-def read(path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
+def read_log(paths, name: str) -> str:
+    """A log the daemon wrote in the build's logs/ folder ("" when there is none)."""
+    return buildfs.read_text(paths.root, f"logs/{name}.log")
 
 
 def set_state(svc, build: dict, state: str) -> None:
@@ -133,6 +126,6 @@ def code_and_image(svc, project: dict, build: dict, paths, steps) -> tuple[list[
         out["detail"] = f"{len(modules)} module(s): {', '.join(modules)}"
         update(svc, build, modules=",".join(modules), addons_dirs=",".join(dirs))
     with steps.step("image") as out:
-        out["detail"] = image(svc, build, paths)
+        out["detail"] = image(svc, project, build, paths)
         update(svc, build, image=out["detail"])
     return modules, dirs

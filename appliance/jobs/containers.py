@@ -1,10 +1,18 @@
 """How a build's Odoo runs in Docker: its folders, mounts, command lines and server.
 
 Inside every container the layout is the same, real Odoo or the stand-in:
-/opt/odoo (the Odoo source, read-only), /mnt/src/user (the branch, read-only),
-/var/lib/odoo/data (Odoo's data dir: filestore, sessions), /var/log/odoo (the build's
-logs), the PostgreSQL socket directory, a persistent bytecode cache, and the build's
-/etc/odoo/odoo.conf (ODOO_RC): database, folders and outgoing mail.
+/opt/odoo (the Odoo source, read-only), /mnt/src/user (the branch, read-only), Odoo's
+bytecode compiled once per version (read-only), the PostgreSQL socket directory, the
+build's /etc/odoo/odoo.conf (ODOO_RC: database, password, folders, outgoing mail;
+read-only), and the only folders the container may write: /var/lib/odoo/data (Odoo's
+data dir: filestore, sessions) and, for its server, /var/log/odoo (odoo.log). The root
+filesystem is read-only; /tmp and the home folder are in memory.
+
+The container is hostile (it runs the branch's code), so the daemon keeps the logs of
+one-off runs (install, update, neutralize) and of image builds (pip) in the build's
+`logs/` folder, which no container mounts, from the containers' output as Docker hands
+it over; what it must read from a folder a container can write goes through
+runtime.buildfs.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ from appliance import layout
 from appliance.errors import ConfigError
 from appliance.jobs import mail as mail_jobs
 from appliance.jobs.steps import BuildFailed
-from appliance.runtime import git, odoo
+from appliance.jobs import bytecode
+from appliance.runtime import buildfs, git, images, odoo
 from appliance.runtime.docker import LABEL_BUILD, LABEL_PROJECT, LABEL_ROLE, Mount
 from appliance.store import builds as builds_store
 
@@ -31,8 +40,13 @@ ODOO_DIR = "/opt/odoo"
 USER_DIR = "/mnt/src/user"
 DATA_DIR = "/var/lib/odoo/data"
 LOG_DIR = "/var/log/odoo"
-PYCACHE_DIR = "/var/cache/odoo-pycache"
+PYCACHE_DIR = images.PYCACHE_DIR
 CONF_PATH = "/etc/odoo/odoo.conf"
+# In memory, so a read-only root filesystem still leaves Odoo and Python the scratch
+# space they expect; sizes count against the container's memory limit.
+TMPFS = {"/tmp": "rw,nosuid,nodev,size=256m,mode=1777"}
+# Build folders: the daemon's own (0700) and those the container's user writes (0700).
+FOLDER_MODE = 0o700
 HTTP_PORT = 8069
 # Odoo answers /web/health about 0.9 s after start; ask often so a build is not idle.
 HEALTH_POLL_SECONDS = 0.1
@@ -40,34 +54,37 @@ HEALTH_POLL_SECONDS = 0.1
 
 @dataclass
 class BuildPaths:
-    root: Path
-    src: Path
-    data: Path
-    logs: Path
+    root: Path          # the daemon's: odoo.conf, src/, logs/ (no container writes here)
+    src: Path           # the branch's files, mounted read-only
+    data: Path          # Odoo's data dir: the container writes it
+    logs: Path          # the daemon's logs of the build (install, pip, update, neutralize)
+    server_logs: Path   # the server's own log folder (odoo.log): the container writes it
 
 
 def build_paths(cfg, build_id: int, data_dir: str | None = None) -> BuildPaths:
     """A build's folders; Odoo's data dir is its own unless it shares one (production)."""
     root = layout.build_dir(cfg, build_id)
     data = Path(data_dir) if data_dir else root / "data"
-    return BuildPaths(root=root, src=root / "src", data=data, logs=root / "logs")
+    return BuildPaths(root=root, src=root / "src", data=data, logs=root / "logs",
+                      server_logs=layout.server_log_dir(cfg, build_id))
 
 
 def make_writable(path: Path, uid: int) -> None:
-    """A folder the container's user can write: chowned when we are root, else ours."""
-    path.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0:
-        os.chown(path, uid, uid)
-    elif os.geteuid() != uid:
+    """A folder only the container's user can use: chowned when we are root, else ours."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() not in (0, uid):
         raise ConfigError(f"[runtime] uid is {uid} but the appliance runs as uid "
                           f"{os.geteuid()}: they must match when it does not run as root")
+    buildfs.make_folder(path, uid, FOLDER_MODE)
 
 
 def prepare_folders(svc, build_id: int, data_dir: str | None = None) -> BuildPaths:
     paths = build_paths(svc.config, build_id, data_dir)
-    uid = svc.config.runtime.uid
-    for folder in (paths.data, paths.logs):
-        make_writable(folder, uid)
+    paths.root.parent.mkdir(parents=True, exist_ok=True)
+    for folder in (paths.root, paths.logs):
+        buildfs.make_folder(folder, None, FOLDER_MODE)
+    for folder in (paths.data, paths.server_logs):
+        make_writable(folder, svc.config.runtime.uid)
     return paths
 
 
@@ -91,7 +108,10 @@ def write_odoo_conf(svc, project: dict, build: dict, paths: BuildPaths) -> Path:
     outgoing mail, so that `odoo-bin shell` in a container needs no options. It holds an
     SMTP password, so only the container's user may read it."""
     args = common_args(svc, project, build, addon_dirs(build))
+    # The password lives here and nowhere else the container sees: not in its
+    # environment (`docker inspect` shows that), not on its command line (`ps`).
     options = {"db_host": args["db_host"], "db_user": args["db_user"],
+               "db_password": project["db_password"],
                "data_dir": args["data_dir"], "addons_path": ",".join(args["addons_path"])}
     if args["database"]:
         options["db_name"] = args["database"]
@@ -104,34 +124,39 @@ def write_odoo_conf(svc, project: dict, build: dict, paths: BuildPaths) -> Path:
     path = paths.root / "odoo.conf"
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".conf.new")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
-    if os.geteuid() == 0:
-        os.chown(temporary, svc.config.runtime.uid, svc.config.runtime.uid)
+        if os.geteuid() == 0:
+            os.fchown(handle.fileno(), svc.config.runtime.uid, svc.config.runtime.uid)
     os.replace(temporary, path)
     return path
 
 
-def mounts(svc, project: dict, build: dict, paths: BuildPaths) -> list[Mount]:
+def mounts(svc, project: dict, build: dict, paths: BuildPaths,
+           server: bool = False) -> list[Mount]:
+    """What a build's container sees: read-only but for Odoo's data dir and, for the
+    server, its log folder. Nothing writable is shared with another project."""
     source = odoo_source(svc, project["odoo_version"])
-    pycache = svc.config.paths.odoo / "pycache" / project["odoo_version"]
-    make_writable(pycache, svc.config.runtime.uid)
     conf = write_odoo_conf(svc, project, build, paths)
-    return [
+    found = [
         Mount(str(conf), CONF_PATH),
         Mount(str(source), ODOO_DIR),
         Mount(str(paths.src), USER_DIR),
         Mount(str(paths.data), DATA_DIR, read_only=False),
-        Mount(str(paths.logs), LOG_DIR, read_only=False),
         Mount(svc.config.database.socket_dir, svc.config.database.socket_dir),
-        Mount(str(pycache), PYCACHE_DIR, read_only=False),
     ]
+    cache = bytecode.cache_dir(svc, project["odoo_version"])
+    if cache.is_dir():
+        found.append(Mount(str(cache), PYCACHE_DIR))
+    if server:
+        found.append(Mount(str(paths.server_logs), LOG_DIR, read_only=False))
+    return found
 
 
-def environment(project: dict) -> dict[str, str]:
-    # libpq (and so Odoo) reads the password from here: it stays out of the command line.
-    return {"PGPASSWORD": project["db_password"], "ODOO_RC": CONF_PATH}
+def environment() -> dict[str, str]:
+    # No secret here: the database password is in odoo.conf, readable by the user alone.
+    return {"ODOO_RC": CONF_PATH}
 
 
 def labels(project: dict, build: dict, role: str) -> dict[str, str]:
@@ -158,13 +183,15 @@ def common_args(svc, project: dict, build: dict, user_dirs: list[str]) -> dict:
 def start_server(svc, project: dict, build: dict) -> int:
     """Start the build's long-running Odoo server; returns the published host port."""
     paths = build_paths(svc.config, build["id"], build.get("data_dir"))
+    make_writable(paths.server_logs, svc.config.runtime.uid)
     command = odoo.server_command(**common_args(svc, project, build, addon_dirs(build)),
                                   logfile=f"{LOG_DIR}/odoo.log")
     info = svc.docker.start(
         name=container_name(svc, build["id"], "server"), image=build["image"], command=command,
-        labels=labels(project, build, "server"), mounts=mounts(svc, project, build, paths),
-        env=environment(project), network=svc.docker.ensure_network(project["name"]),
-        publish=HTTP_PORT, restart=True)
+        labels=labels(project, build, "server"),
+        mounts=mounts(svc, project, build, paths, server=True), env=environment(),
+        network=svc.docker.ensure_network(project["name"]), publish=HTTP_PORT, restart=True,
+        tmpfs=TMPFS)
     if not info.host_port:
         raise BuildFailed("the server started but Docker published no port")
     return info.host_port

@@ -47,7 +47,7 @@ def run(svc, build: dict) -> None:
         out["detail"] = f"exit code {exit_code}"
 
     with steps.step("classify") as out:
-        verdict = odoo.classify(common.read(paths.logs / "install.log"), exit_code,
+        verdict = odoo.classify(common.read_log(paths, "install"), exit_code,
                                 svc.config.builds.warning_ignore)
         out["detail"] = verdict.reason or verdict.result
         common.update(svc, build, result=verdict.result, reason=verdict.reason,
@@ -82,13 +82,12 @@ def install(svc, project: dict, build: dict, modules: list[str], dirs: list[str]
             paths) -> int:
     """Install with demo data and tests in a one-off container; returns its exit code."""
     command = odoo.install_command(**containers.common_args(svc, project, build, dirs),
-                                   logfile=f"{containers.LOG_DIR}/install.log",
                                    modules=modules, demo=True, test_enable=True,
                                    test_tags=test_tags(project, modules))
     testing = []
 
-    def progress(text: str) -> None:
-        if not testing and TEST_STARTED.search(text):
+    def progress(line: str) -> None:
+        if not testing and TEST_STARTED.search(line):
             testing.append(True)
             common.set_state(svc, build, "testing")
 

@@ -108,8 +108,7 @@ def first_deploy(svc, project, build, modules, paths, steps) -> None:
         with steps.step("update") as out:
             command = odoo.install_command(
                 **containers.common_args(svc, project, build, containers.addon_dirs(build)),
-                logfile=f"{containers.LOG_DIR}/update.log", modules=modules, demo=False,
-                test_enable=False)
+                modules=modules, demo=False, test_enable=False)
             _check_update(svc, project, build, command, paths, out)
         common.serve(svc, project, build, steps, "success")
     except BaseException:
@@ -163,8 +162,7 @@ def full_deploy(svc, project, build, previous, plan, paths, steps) -> None:
 
 def update_command(svc, project, build, plan) -> list[str]:
     """`-u` of the modules whose version went up, `-i` of the new ones, in one run."""
-    server = dict(containers.common_args(svc, project, build, containers.addon_dirs(build)),
-                  logfile=f"{containers.LOG_DIR}/update.log")
+    server = containers.common_args(svc, project, build, containers.addon_dirs(build))
     if not plan["update"]:
         return odoo.install_command(**server, modules=plan["install"], demo=False,
                                     test_enable=False)
@@ -188,7 +186,7 @@ def rollback(svc, build, snapshot, saved_files, live_files, exc) -> None:
 
 def _check_update(svc, project, build, command, paths, out) -> None:
     code = common.run_oneoff(svc, project, build, command, "update", paths, "update")
-    verdict = odoo.classify(common.read(paths.logs / "update.log"), code,
+    verdict = odoo.classify(common.read_log(paths, "update"), code,
                             svc.config.builds.warning_ignore)
     out["detail"] = f"exit code {code}" + (f": {verdict.reason}" if verdict.reason else "")
     if code != 0 or verdict.result == "failure":

@@ -120,7 +120,7 @@ def take_over(svc, build, previous):
 
 def neutralize(svc, project, build, paths) -> None:
     args = containers.common_args(svc, project, build, containers.addon_dirs(build))
-    command = odoo.server_command(**args, logfile=f"{containers.LOG_DIR}/neutralize.log")
+    command = odoo.server_command(**args)
     command.insert(2, "neutralize")
     code = common.run_oneoff(svc, project, build, command, "neutralize", paths, "neutralize")
     if code != 0:
@@ -140,7 +140,7 @@ def update(svc, project, build, modules, paths) -> str:
         return "nothing to update"
     command = production.update_command(svc, project, build, plan)
     code = common.run_oneoff(svc, project, build, command, "update", paths, "update")
-    verdict = odoo.classify(common.read(paths.logs / "update.log"), code,
+    verdict = odoo.classify(common.read_log(paths, "update"), code,
                             svc.config.builds.warning_ignore)
     if code != 0 or verdict.result == "failure":
         raise BuildFailed(f"the update failed: {verdict.reason or f'exit code {code}'} "

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from appliance.errors import UserError
+from appliance.runtime.buildfs import UnsafePath
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ def hardlink_copy(source: Path, target: Path) -> int:
     source, target = Path(source), Path(target)
     if not source.is_dir():
         raise FileNotFoundError(f"no filestore at {source}")
+    if os.path.realpath(source) != os.path.abspath(source):
+        # A container can swap a folder of its data dir for a link to a host folder.
+        raise UnsafePath(f"{source}: a symbolic link on the way; refusing to copy it")
     target.parent.mkdir(parents=True, exist_ok=True)
     os.mkdir(target)  # FileExistsError if it exists: never merge into another tree
     try:

@@ -36,6 +36,7 @@ import docker.utils
 from appliance.config import RuntimeConfig
 from appliance.errors import (ApplianceError, ConfigError, DockerError, ImageBuildError,
                               UserError)
+from appliance.runtime import buildfs
 from appliance.runtime.docker import (CA_BUNDLE_PATH, CA_ENV_NAMES, DockerRuntime,
                                       engine_errors)
 
@@ -100,7 +101,7 @@ def _output(path: Path | None):
         yield lambda text: logger.debug("%s", text.rstrip())
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
+    with buildfs.open_append(path.parent, path.name) as handle:
         def write(text: str) -> None:
             handle.write(text)
             handle.flush()

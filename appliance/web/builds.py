@@ -9,6 +9,7 @@ from flask import (Blueprint, Response, abort, flash, redirect, render_template,
 
 from appliance import layout
 from appliance.errors import NotFound, UserError
+from appliance.runtime import buildfs
 from appliance.store import builds as store_builds
 from appliance.web import logstream
 from appliance.web.common import (config, current_user, db, is_finished, is_htmx, render,
@@ -20,6 +21,8 @@ blueprint = Blueprint("builds", __name__)
 
 
 def log_file(build_id: int, name: str):
+    """The path of a build's log. Read it only through logstream, which refuses a link or
+    a special file in its place: the server's log folder is written by its container."""
     try:
         return layout.log_path(config(), build_id, name)
     except NotFound:
@@ -62,7 +65,8 @@ def logs(build_id: int, name: str):
         build, project = visible_build(conn, build_id)
     text, start, end, truncated = logstream.tail(path)
     return render_template("logs.html", build=build, project=project, name=name, text=text,
-                           start=start, end=end, truncated=truncated, exists=path.exists())
+                           start=start, end=end, truncated=truncated,
+                           exists=buildfs.exists(path.parent, path.name))
 
 
 @blueprint.get("/builds/<int:build_id>/logs/<name>/stream")
@@ -87,7 +91,9 @@ def download(build_id: int, name: str):
     path = log_file(build_id, name)
     with db().transaction() as conn:
         visible_build(conn, build_id)
-    if not path.exists():
+    try:
+        handle = logstream.open_log(path)
+    except FileNotFoundError:
         abort(404)
-    return send_file(path, mimetype="text/plain", as_attachment=True,
+    return send_file(handle, mimetype="text/plain", as_attachment=True,
                      download_name=f"build-{build_id}-{name}.log", max_age=0)

@@ -7,17 +7,23 @@ traceback stays whole. Lines before any record (pip output, a start-up banner) a
 entries of their own. A client resumes from an offset (`?offset=` or the Last-Event-ID
 header EventSource sends when it reconnects by itself).
 
-Nothing here knows Flask: `follow()` is a plain generator of text chunks.
+Nothing here knows Flask: `follow()` is a plain generator of text chunks. The server's
+log is in a folder its container writes, so every file is opened with runtime.buildfs:
+a symbolic link or a special file in its place reads as a missing log.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import stat
 import time
 from pathlib import Path
 from typing import Iterator
+
+from appliance.runtime import buildfs
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +56,32 @@ def event(offset: int, line: bytes, cont: bool) -> str:
     return f"id: {offset}\ndata: {json.dumps({'line': text, 'cont': cont})}\n\n"
 
 
+def open_log(path: Path):
+    """The log for reading; FileNotFoundError when it is missing or is not a plain file
+    (a container may have put a link to a host file in its place)."""
+    try:
+        return buildfs.open_path(path)
+    except buildfs.UnsafePath as exc:
+        log.warning("not serving %s: %s", path, exc)
+        raise FileNotFoundError(str(path)) from None
+
+
+def _size(path: Path) -> int:
+    """The size of the plain file at path (0 when missing or not a plain file)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return 0
+    return info.st_size if stat.S_ISREG(info.st_mode) else 0
+
+
 def record_before(path: Path, offset: int) -> bool:
     """Whether a log record starts somewhere in the LOOKBACK_BYTES before `offset`."""
     if offset <= 0:
         return False
     start = max(0, offset - LOOKBACK_BYTES)
     try:
-        with path.open("rb") as fh:
+        with open_log(path) as fh:
             fh.seek(start)
             chunk = fh.read(offset - start)
     except FileNotFoundError:
@@ -86,7 +111,7 @@ class LogReader:
         if self.fh is not None:
             return True
         try:
-            self.fh = self.path.open("rb")
+            self.fh = open_log(self.path)
         except FileNotFoundError:
             return False
         return True
@@ -95,10 +120,7 @@ class LogReader:
         """SSE events for the complete lines written since the last call (maybe none)."""
         if not self._open():
             return []
-        try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:  # removed while followed: wait for it to come back
-            size = 0
+        size = _size(self.path)  # 0 when removed while followed: wait for it to come back
         if size < self.offset + len(self.pending):  # truncated or replaced: start over
             log.info("%s shrank to %d bytes: following it from the start", self.path, size)
             self.close()
@@ -167,7 +189,7 @@ def tail(path: Path, limit: int = PAGE_TAIL_BYTES) -> tuple[str, int, int, bool]
     continues exactly where the text stops.
     """
     try:
-        with path.open("rb") as fh:
+        with open_log(path) as fh:
             size = fh.seek(0, 2)
             start = max(0, size - limit)
             fh.seek(start)
