@@ -12,7 +12,6 @@ import os
 import secrets
 import signal
 import threading
-import time
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from waitress import create_server
@@ -29,9 +28,6 @@ from appliance.web.app import create_app
 
 log = logging.getLogger(__name__)
 
-# On SIGTERM running builds get this long to finish; after that they are left to the next
-# start's reconcile (which starts them over), so a stop never hangs for an hour.
-SHUTDOWN_GRACE_SECONDS = 30
 # How often the cap on running servers is enforced besides after each build.
 SERVER_CAP_SECONDS = 60
 
@@ -90,7 +86,12 @@ def serve(cfg: Config, ready: threading.Event | None = None) -> None:
     server = create_server(create_app(cfg, svc.db), host=host or "127.0.0.1", port=int(port),
                            threads=cfg.server.threads, ident="appliance")
 
+    stopping = threading.Event()
+
     def stop(signum, frame):
+        if stopping.is_set():  # a second signal while builds drain: do not wait for them
+            _exit_now(f"signal {signum} again: exiting now")
+        stopping.set()
         log.info("signal %s: stopping", signum)
         raise SystemExit(0)
 
@@ -106,20 +107,21 @@ def serve(cfg: Config, ready: threading.Event | None = None) -> None:
     finally:
         server.close()
         scheduler.shutdown(wait=False)
-        _stop_queue(queue)
+        _stop_queue(queue, cfg.workers.stop_grace_seconds)
         catcher.stop()
         svc.db.close()
         log.info("stopped")
 
 
-def _stop_queue(queue: BuildQueue) -> None:
-    queue.stop(wait=False)
-    deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
-    while time.monotonic() < deadline:
-        if all(queue.busy.acquire(blocking=False) for _ in range(queue.size)):
-            return
-        time.sleep(0.5)
-    log.warning("builds still running after %s s: the next start picks them up again",
-                SHUTDOWN_GRACE_SECONDS)
+def _stop_queue(queue: BuildQueue, grace: float) -> None:
+    """Let running builds finish for up to `grace` seconds. Past it they are left to the
+    next start's reconcile (which starts them over), so a stop never hangs for an hour:
+    the process ends at once, its worker threads with it."""
+    if not queue.drain(grace):
+        _exit_now(f"builds still running after {grace:g} s")
+
+
+def _exit_now(why: str) -> None:
+    log.warning("%s: the next start picks running builds up again", why)
     logging.shutdown()
     os._exit(0)

@@ -3,9 +3,9 @@
 A dispatcher thread LISTENs for new work (the push notifies) and also looks every
 `poll_seconds`, claims queued builds with FOR UPDATE SKIP LOCKED while a worker is free,
 and hands each to a worker thread. Tasks (start a stopped server) have their own small
-pool so they never wait behind an hour-long build. On stop, no new work is claimed and
-running builds finish (SIGTERM finishes cleanly); a build cut short by a kill is found and
-dealt with by reconcile at the next start.
+pool so they never wait behind an hour-long build. On stop (`drain`), no new work is
+claimed and running builds and tasks get a grace period to finish; a build cut short (by
+a kill, or past the grace) is found and dealt with by reconcile at the next start.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from __future__ import annotations
 import logging
 import select
 import threading
+import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 
 import psycopg
 
@@ -28,6 +30,9 @@ log = logging.getLogger(__name__)
 TASK_WORKERS = 2
 # After a failed connection to the state database, wait before trying again.
 RECONNECT_SECONDS = 2.0
+# On drain, how long to wait for the dispatcher to leave its wait for notifications (it
+# wakes every poll_seconds); a dispatcher stuck on the database is not waited for longer.
+DISPATCHER_JOIN_SECONDS = 5.0
 PIPELINES = {"development": development.run, "staging": staging.run,
              "production": production.run}
 
@@ -111,16 +116,32 @@ class BuildQueue:
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._dispatch_forever, name="dispatcher",
                                        daemon=True)
+        # Builds and tasks handed to the pools and not yet finished; `_closed` (set by
+        # drain) refuses new ones, so drain waits on a complete set.
+        self._lock = threading.Lock()
+        self._futures: set[Future] = set()
+        self._closed = False
 
     def start(self) -> None:
         self.thread.start()
 
-    def stop(self, wait: bool = True) -> None:
-        """Claim nothing more; with wait, let running builds finish."""
+    def drain(self, timeout: float) -> bool:
+        """Claim nothing more and wait up to `timeout` seconds for the running builds and
+        tasks to finish. True when they all did (the pools are then shut down); False
+        when some still run, which are left to their threads."""
+        deadline = time.monotonic() + timeout
         self.stopping.set()
-        self.thread.join(timeout=10)
-        self.builds.shutdown(wait=wait, cancel_futures=True)
-        self.tasks.shutdown(wait=wait, cancel_futures=True)
+        self.thread.join(timeout=max(0.0, min(DISPATCHER_JOIN_SECONDS, timeout)))
+        with self._lock:
+            self._closed = True
+            running = set(self._futures)
+        if running:
+            log.info("waiting up to %.0f s for %d running build(s) and task(s)",
+                     timeout, len(running))
+        _, not_done = wait_futures(running, timeout=max(0.0, deadline - time.monotonic()))
+        for pool in (self.builds, self.tasks):
+            pool.shutdown(wait=not not_done, cancel_futures=True)
+        return not not_done
 
     def _dispatch_forever(self) -> None:
         while not self.stopping.is_set():
@@ -151,14 +172,30 @@ class BuildQueue:
                 self.busy.release()
                 break
             log.info("build %s claimed (%s)", build["id"], build["stage"])
-            self.builds.submit(self._guarded, self.busy, run_build, build)
+            self._submit(self.builds, self.busy, run_build, build)
         while not self.stopping.is_set() and self.task_slots.acquire(blocking=False):
             with self.svc.db.transaction() as conn:
                 task = builds_store.claim_task(conn)
             if task is None:
                 self.task_slots.release()
                 break
-            self.tasks.submit(self._guarded, self.task_slots, run_task, task)
+            self._submit(self.tasks, self.task_slots, run_task, task)
+
+    def _submit(self, pool: ThreadPoolExecutor, slot, func, item: dict) -> None:
+        with self._lock:
+            if self._closed:
+                # Claimed in the instant drain began: reconcile deals with it next start.
+                log.warning("%s %s claimed while stopping: left to the next start",
+                            "build" if func is run_build else "task", item["id"])
+                slot.release()
+                return
+            future = pool.submit(self._guarded, slot, func, item)
+            self._futures.add(future)
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: Future) -> None:
+        with self._lock:
+            self._futures.discard(future)
 
     def _guarded(self, slot, func, item) -> None:
         try:

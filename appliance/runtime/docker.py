@@ -23,6 +23,8 @@ import requests.exceptions
 
 from appliance.config import RuntimeConfig
 from appliance.errors import DockerError
+from appliance.runtime.subnets import (PROJECT_SUBNET_PREFIX, free_subnets,
+                                       network_pool, subnets_in_use)
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +151,16 @@ def _check_mount(mount: Mount) -> None:
                           "into a container")
 
 
+# Creating a network on a /24 that another process took meanwhile fails with an
+# overlap; the next free one is tried, this many times at most.
+NETWORK_ATTEMPTS = 16
+
+
+def _overlap_refused(exc: DockerError) -> bool:
+    """Docker refused a subnet because a network it knows already uses it."""
+    return isinstance(exc.__cause__, docker.errors.APIError) and "overlap" in str(exc).lower()
+
+
 class DockerRuntime:
     """One Docker engine, seen through one appliance instance's labels."""
 
@@ -187,17 +199,45 @@ class DockerRuntime:
             return [n for n in self.client.networks.list(names=[name]) if n.name == name]
 
     def ensure_network(self, project: str) -> str:
-        """A bridge network for the project's containers; safe to call again."""
+        """A bridge network for the project's containers on the first free /24 of
+        [runtime] network_pool (Docker's default pools hold only ~30 networks); safe to
+        call again, and from several processes at once."""
         name = self.network_name(project)
+        pool = network_pool(self.cfg.network_pool)
         with _network_lock:
             if self._networks(name):
                 return name
-            labels = {LABEL_APPLIANCE: self.instance, LABEL_PROJECT: project}
-            with engine_errors(f"creating network {name}"):
-                self.client.networks.create(name, driver="bridge", labels=labels,
+            with engine_errors("listing networks"):
+                used = subnets_in_use(n.attrs for n in self.client.networks.list())
+            for attempt, subnet in enumerate(free_subnets(pool, used)):
+                if attempt == NETWORK_ATTEMPTS:
+                    raise DockerError(f"creating network {name}: Docker refused "
+                                      f"{attempt} subnets of {pool} as overlapping")
+                if self._create_network(name, project, subnet):
+                    return name
+        raise DockerError(f"no free /{PROJECT_SUBNET_PREFIX} left in [runtime] network_pool "
+                          f"{pool} for network {name}: widen the pool, or remove the "
+                          "networks of projects no longer used")
+
+    def _create_network(self, name: str, project: str, subnet) -> bool:
+        """Create the network on `subnet` (True), or find it made meanwhile by another
+        process (True); False when Docker says the subnet was taken meanwhile."""
+        labels = {LABEL_APPLIANCE: self.instance, LABEL_PROJECT: project}
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
+            subnet=str(subnet), gateway=str(subnet.network_address + 1))])
+        try:
+            with engine_errors(f"creating network {name} on {subnet}"):
+                self.client.networks.create(name, driver="bridge", labels=labels, ipam=ipam,
                                             check_duplicate=True)
-        log.info("created network %s", name)
-        return name
+        except DockerError as exc:
+            if _overlap_refused(exc):
+                log.info("network %s: %s was taken meanwhile, trying the next", name, subnet)
+                return False
+            if self._networks(name):
+                return True
+            raise
+        log.info("created network %s on %s", name, subnet)
+        return True
 
     def gateway(self) -> str:
         """The address on this host that containers reach it at: the gateway of Docker's
