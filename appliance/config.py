@@ -88,7 +88,6 @@ class WorkersConfig:
     builds: int = 2
     max_running_servers: int = 8
     poll_seconds: float = 1.0
-    stop_grace_seconds: float = 30.0
 
 
 @dataclass
@@ -105,7 +104,6 @@ class RuntimeConfig:
     publish_interface: str = "127.0.0.1"
     public_host: str = "127.0.0.1"
     network_prefix: str = "appliance"
-    network_pool: str = "10.213.0.0/16"
 
 
 @dataclass
@@ -140,6 +138,12 @@ class MailConfig:
 
 
 @dataclass
+class GitConfig:
+    max_push_bytes: int = 200 * 1024 * 1024
+    repository_quota: int = 4 * 1024 * 1024 * 1024
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -149,6 +153,7 @@ class Config:
     odoo: OdooConfig = field(default_factory=OdooConfig)
     builds: BuildsConfig = field(default_factory=BuildsConfig)
     mail: MailConfig = field(default_factory=MailConfig)
+    git: GitConfig = field(default_factory=GitConfig)
     source: Path | None = None
 
     def odoo_version(self, version: str) -> OdooVersion:
@@ -162,7 +167,7 @@ class Config:
 SECTIONS = {
     "server": ServerConfig, "paths": PathsConfig, "database": DatabaseConfig,
     "workers": WorkersConfig, "runtime": RuntimeConfig, "builds": BuildsConfig,
-    "mail": MailConfig,
+    "mail": MailConfig, "git": GitConfig,
 }
 
 

@@ -39,3 +39,7 @@ class ManifestError(UserError):
 
 class GitError(UserError):
     """A git operation on a project's repository was refused."""
+
+
+class UnsafeTree(UserError):
+    """A pushed tree cannot be checked out safely (a symlink leading out of it)."""

@@ -6,7 +6,6 @@ import logging
 import os
 import re
 import shlex
-import stat
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ from pathlib import Path
 import pygit2
 
 from appliance.errors import ConfigError, GitError, SystemFailure
+from appliance.runtime import checkout
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,12 @@ ZERO = "0" * 40
 HOOKS = ("pre-receive", "post-receive")
 # A shallow clone of Odoo is about 400 MB; on a slow line that takes a while.
 CLONE_TIMEOUT = 3600
+# Repositories are the appliance's alone: folders 0750, files 0640 at most.
+REPO_FOLDER_MODE = 0o750
+REPO_FILE_MASK = 0o640
+# Most of a push's request read for its commands when refusing it (a command is ~100 bytes).
+COMMANDS_READ_LIMIT = 1024 * 1024
+MiB = 1024 * 1024
 _source_lock = threading.Lock()
 
 
@@ -74,17 +80,26 @@ def check_branch_name(name: str) -> str:
 
 
 def init_repo(path: Path, hooks_dir: Path) -> None:
-    """A bare repository whose hooks come only from the appliance's own folder."""
+    """A bare repository whose hooks come only from the appliance's own folder, owned by
+    the appliance's user and closed to others (0750, files 0640)."""
     if path.exists():
         raise GitError(f"a repository already exists at {path.name}")
+    path.mkdir(mode=0o700)
     repo = pygit2.init_repository(str(path), bare=True, initial_head="main")
     configure_repo(repo, hooks_dir)
+    for folder, dirs, files in os.walk(path):
+        os.chmod(folder, REPO_FOLDER_MODE)
+        for name in files:
+            target = os.path.join(folder, name)
+            os.chmod(target, os.stat(target).st_mode & REPO_FILE_MASK)
 
 
 def configure_repo(repo: pygit2.Repository, hooks_dir: Path) -> None:
     repo.config["core.hooksPath"] = str(hooks_dir)
     repo.config["http.receivepack"] = True
     repo.config["receive.fsckObjects"] = True
+    # what git writes later (pushes) is 0640 (0440 read-only) and its folders 0750
+    repo.config["core.sharedRepository"] = "0640"
 
 
 def install_hooks(hooks_dir: Path, python: str = sys.executable) -> None:
@@ -149,36 +164,17 @@ def read_file(path: Path, sha: str, name: str) -> bytes | None:
     return blob.data if isinstance(blob, pygit2.Blob) else None
 
 
-def export_tree(path: Path, sha: str, dest: Path) -> int:
+def export_tree(path: Path, sha: str, dest: Path, *, group: int | None = None) -> int:
     """Write the files of a commit into dest (a new folder). Returns the number of files.
 
-    Submodules (gitlinks) are skipped for now; symlinks are written as links only when
-    they point inside the tree, so a pushed link cannot expose the host."""
-    repo = open_repo(path)
-    commit = repo.get(sha)
+    Blobs are streamed to disk, never held whole in memory; a symlink that is absolute or
+    leads out of the tree (through other links too) refuses the whole checkout with
+    UnsafeTree and nothing is written. With a group, the checkout is 0750 (files 0640)
+    in that group: give the build containers' gid. Submodules are skipped for now."""
+    commit = open_repo(path).get(sha)
     if not isinstance(commit, pygit2.Commit):
         raise GitError(f"{sha} is not a commit")
-    dest.mkdir(parents=True)
-    return _export(repo, commit.tree, dest, dest.resolve())
-
-
-def _export(repo, tree, folder: Path, root: Path) -> int:
-    count = 0
-    for entry in tree:
-        target = folder / entry.name
-        if entry.filemode == pygit2.GIT_FILEMODE_TREE:
-            target.mkdir()
-            count += _export(repo, repo.get(entry.id), target, root)
-        elif entry.filemode == pygit2.GIT_FILEMODE_LINK:
-            link = repo.get(entry.id).data.decode(errors="replace")
-            if (target.parent / link).resolve().is_relative_to(root):
-                os.symlink(link, target)
-        elif entry.filemode in (pygit2.GIT_FILEMODE_BLOB, pygit2.GIT_FILEMODE_BLOB_EXECUTABLE):
-            target.write_bytes(repo.get(entry.id).data)
-            if entry.filemode == pygit2.GIT_FILEMODE_BLOB_EXECUTABLE:
-                target.chmod(target.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-            count += 1
-    return count
+    return checkout.export_tree(path, str(commit.id), dest, group)
 
 
 def ensure_odoo_source(source: str, ref: str, dest: Path) -> Path:
@@ -253,3 +249,74 @@ def _move_ref(repo, branch: str, expected, new, message: str) -> None:
     if ref is None or ref.target != expected:
         raise GitError(f"{branch} moved while merging: try again")
     ref.set_target(new, message)
+
+
+def repo_size(path: Path) -> int:
+    """Bytes the files of a repository take (objects, packs, refs)."""
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except FileNotFoundError:  # a pack git just replaced
+                continue
+    return total
+
+
+def push_allowance(path: Path, incoming: int | None, *, max_push: int, quota: int) -> int:
+    """Bytes a push may still bring into the repository at path, for git's
+    receive.maxInputSize. GitError, to show the pusher, when `incoming` (the request's
+    length, when known) is over the per-push limit or over what the quota has left."""
+    def size(n: int) -> str:
+        return f"{n / MiB:.1f} MiB"
+
+    if incoming is not None and incoming > max_push:
+        raise GitError(f"push refused: it is {size(incoming)}, more than the {size(max_push)} "
+                       "one push may bring ([git] max_push_bytes).\nPush fewer commits at a "
+                       "time, or keep large files out of the repository. Nothing was changed.")
+    used = repo_size(path)
+    if used + (incoming or 1) > quota:
+        raise GitError(f"push refused: the repository holds {size(used)}; this push "
+                       f"({size(incoming or 0)}) would take it past its quota of {size(quota)} "
+                       "([git] repository_quota). Nothing was changed.")
+    return min(max_push, quota - used)
+
+
+def read_push_commands(stream) -> tuple[list[bytes], set[bytes]]:
+    """The refs a receive-pack request updates and the capabilities it asks for, read
+    from the start of its body (pkt-lines up to the first flush)."""
+    refs, caps, seen = [], set(), 0
+    while seen < COMMANDS_READ_LIMIT:
+        head = stream.read(4)
+        try:
+            length = int(head, 16)
+        except ValueError:
+            break
+        if length < 4:  # a flush (0000) ends the commands
+            break
+        line = stream.read(length - 4)
+        seen += length
+        line, _, wanted = line.rstrip(b"\n").partition(b"\0")
+        caps.update(wanted.split())
+        parts = line.split(b" ")
+        if len(parts) == 3 and all(re.fullmatch(rb"[0-9a-f]{40,64}", p) for p in parts[:2]):
+            refs.append(parts[2])
+    return refs, caps
+
+
+def pkt_line(data: bytes) -> bytes:
+    return b"%04x" % (len(data) + 4) + data
+
+
+def refusal(refs: list[bytes], caps: set[bytes], message: str) -> bytes:
+    """The answer of a receive-pack that refuses every ref of a push: the message shown
+    to the pusher as `remote:` lines (on side band 2), each ref rejected."""
+    status = pkt_line(b"unpack ok\n") + b"".join(
+        pkt_line(b"ng %s push refused\n" % ref) for ref in refs) + b"0000"
+    if not caps & {b"side-band-64k", b"side-band"}:
+        return status
+    band = 65515 if b"side-band-64k" in caps else 995
+    lines = b"".join(pkt_line(b"\2" + line.encode() + b"\n") for line in message.splitlines())
+    chunks = b"".join(pkt_line(b"\1" + status[i:i + band])
+                      for i in range(0, len(status), band))
+    return lines + chunks + b"0000"

@@ -19,8 +19,9 @@ import time
 
 from flask import Blueprint, Response, request
 
-from appliance.errors import UserError
+from appliance.errors import GitError, UserError
 from appliance.jobs import push
+from appliance.runtime import git
 from appliance.store import projects as projects_store
 from appliance.store import users as users_store
 from appliance.web import common
@@ -78,10 +79,31 @@ def serve(name: str, rest: str):
     if not repo.is_dir():
         return _plain(f"project {name!r} has no repository", 404)
     env = _cgi_env(project, user, rest)
+    if service == "git-receive-pack" and request.method == "POST":
+        limits = common.config().git
+        try:
+            allowed = git.push_allowance(repo, request.content_length,
+                                         max_push=limits.max_push_bytes,
+                                         quota=limits.repository_quota)
+        except GitError as exc:
+            log.info("push to %s by %s refused: %s", project["name"], user["name"], exc)
+            return _refuse_push(str(exc))
+        # git itself stops a pack stream past this, should the length be unknown
+        env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="receive.maxInputSize",
+                   GIT_CONFIG_VALUE_0=str(allowed))
     if service == "git-receive-pack":
         env["APPLIANCE_HOOK_TICKET"] = _new_ticket(project, user)
         env["APPLIANCE_HOOK_URL"] = _hook_url()
     return _run_backend(env)
+
+
+def _refuse_push(message: str) -> Response:
+    """Answer a push as receive-pack would when refusing it, without running git: nothing
+    of it reaches the repository, and the pusher sees the message as `remote:` lines."""
+    refs, caps = git.read_push_commands(request.stream)
+    return Response(git.refusal(refs, caps, message), status=200,
+                    mimetype="application/x-git-receive-pack-result",
+                    headers={"Cache-Control": "no-cache"})
 
 
 def _cgi_env(project: dict, user: dict, rest: str) -> dict:
