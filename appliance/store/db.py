@@ -8,6 +8,7 @@ import re
 from importlib import resources
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -85,4 +86,14 @@ def migrate(db: Database) -> list[str]:
             conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
                          (version, name))
             applied.append(name)
+        close_to_public(conn)
     return applied
+
+
+def close_to_public(conn) -> None:
+    """Only the appliance's own role may connect to its state database: project roles
+    (whose passwords every build of a project holds) must never read it."""
+    name = conn.execute("SELECT current_database()").fetchone()
+    name = name[0] if isinstance(name, tuple) else name["current_database"]
+    conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC")
+                 .format(sql.Identifier(name)))
