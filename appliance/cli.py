@@ -103,6 +103,21 @@ def user_create(obj, name, admin, password_stdin):
     click.echo(f"user {name} created{' (admin)' if admin else ''}")
 
 
+@user.command("password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+@pass_ctx
+def user_password(obj, name, password_stdin):
+    """Set a user's password (asks for it); the user's sessions in browsers end."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("new password", hide_input=True, confirmation_prompt=True)
+    with obj.services.db.transaction() as conn:
+        users_store.set_password(conn, name, password)
+    click.echo(f"password of {name} changed; their sessions have ended")
+
+
 @cli.group()
 def token():
     """Tokens for git over HTTPS."""

@@ -32,12 +32,31 @@ def create_user(conn, name: str, password: str, is_admin: bool = False) -> dict:
 
 
 def set_password(conn, name: str, password: str) -> None:
+    """A new password; every session of the user ends with the old one."""
     if len(password) < 8:
         raise UserError("a password needs at least 8 characters")
-    cur = conn.execute("UPDATE users SET password_hash = %s WHERE name = %s",
-                       (generate_password_hash(password), name))
+    cur = conn.execute("""UPDATE users SET password_hash = %s,
+                              session_generation = session_generation + 1
+                          WHERE name = %s""", (generate_password_hash(password), name))
     if cur.rowcount != 1:
         raise NotFound(f"no user {name!r}")
+
+
+def end_sessions(conn, user_id: int) -> None:
+    """Every session cookie issued to the user so far stops working (signing out)."""
+    conn.execute("UPDATE users SET session_generation = session_generation + 1 WHERE id = %s",
+                 (user_id,))
+
+
+def session_user(conn, user_id, generation) -> dict | None:
+    """The user a session cookie names, if the cookie is still current: None when the
+    account is gone or signed out, or changed its password, since the cookie was made."""
+    if not isinstance(user_id, int) or not isinstance(generation, int):
+        return None
+    user = get_user(conn, user_id)
+    if user is None or user["session_generation"] != generation:
+        return None
+    return user
 
 
 def get_user(conn, user_id: int) -> dict | None:

@@ -23,18 +23,23 @@ SECURITY_HEADERS = {
     # No inline scripts anywhere: JavaScript lives in static files.
     "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'",
 }
-# How long a sign-in lasts without signing in again.
+# How long a sign-in lasts without signing in again (signing out ends it on the server).
 SESSION_LIFETIME = dt.timedelta(days=14)
+# Sent when the public address is https: browsers then refuse plain HTTP to it for a year,
+# so a network attacker cannot strip TLS on a later visit. Not for subdomains: builds
+# may be served at <build>.<domain> by other means.
+HSTS = "max-age=31536000"
 
 
 def create_app(config: Config, db: Database) -> Flask:
     app = Flask(__name__)
+    https = config.server.public_url.lower().startswith("https://")
     app.config.update(
         SECRET_KEY=config.server.secret_key,
         SESSION_COOKIE_NAME="appliance_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=config.server.public_url.startswith("https://"),
+        SESSION_COOKIE_SECURE=https,
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
     app.extensions[common.EXTENSION] = {"config": config, "db": db}
@@ -44,6 +49,8 @@ def create_app(config: Config, db: Database) -> Flask:
                       mails.blueprint, api.blueprint, git_blueprint):
         app.register_blueprint(blueprint)
     app.after_request(add_headers)
+    if https:
+        app.after_request(add_hsts)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(NotFound, lambda exc: error_page(404, str(exc)))
     app.register_error_handler(PermissionDenied, lambda exc: error_page(403, str(exc)))
@@ -57,6 +64,11 @@ def add_headers(response):
         response.headers.setdefault(name, value)
     # The same URL answers a fragment to htmx and a page otherwise: caches must tell apart.
     response.vary.add("HX-Request")
+    return response
+
+
+def add_hsts(response):
+    response.headers.setdefault("Strict-Transport-Security", HSTS)
     return response
 
 

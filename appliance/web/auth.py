@@ -1,21 +1,30 @@
 """Signing in and out, the login wall in front of every page, and CSRF protection.
 
-The session (a signed cookie) holds the user's id and a random CSRF token. Every form
-that POSTs carries the token in a hidden `csrf_token` field; htmx sends it as the
-X-CSRF-Token header (set with hx-headers on <body>). The git blueprint is exempt: git
-clients authenticate each request with a token, not with the cookie.
+The session (a signed cookie) holds the user's id, the user's session generation and a
+random CSRF token. The generation is compared with the account's on every request:
+signing out or changing the password moves it on, and every older cookie is then signed
+out, wherever it was copied to. Failed sign-ins are throttled per account and per client
+address (appliance.store.logins). Every form that POSTs carries the CSRF token in a
+hidden `csrf_token` field; htmx sends it as the X-CSRF-Token header (set with hx-headers
+on <body>). The git blueprint is exempt: git clients authenticate each request with a
+token, not with the cookie.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
+import re
 import secrets
+import unicodedata
+from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, g, jsonify, redirect, render_template, request, session, url_for
 
+from appliance.store import logins
 from appliance.store import users as store_users
-from appliance.web.common import db, is_htmx
+from appliance.web.common import current_user, db, format_time, is_htmx
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +37,13 @@ SELF_AUTHENTICATED_BLUEPRINTS = {"git"}
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
+# A `next` longer than this is no page of ours.
+MAX_NEXT = 2048
+# Percent-encoded control characters and backslashes: harmless as bytes of a path, but
+# some browsers and proxies decode them before reading where the path ends.
+ENCODED_HOSTILE = re.compile(r"%(?:[01][0-9a-f]|7f|5c)", re.IGNORECASE)
+# IPv6 clients are throttled per /64: one machine usually owns a whole one.
+IPV6_PREFIX = 64
 
 
 def csrf_token() -> str:
@@ -40,13 +56,12 @@ def csrf_token() -> str:
 
 def load_user() -> None:
     g.user = None
-    user_id = session.get("user_id")
-    if user_id is None:
+    if "user_id" not in session:
         return
     with db().transaction() as conn:
-        g.user = store_users.get_user(conn, user_id)
-    if g.user is None:  # the account was deleted: the cookie means nothing any more
-        session.pop("user_id", None)
+        g.user = store_users.session_user(conn, session.get("user_id"), session.get("generation"))
+    if g.user is None:  # deleted, signed out or a new password since: the cookie is void
+        session.clear()
 
 
 def require_login():
@@ -82,11 +97,82 @@ def install(app) -> None:
     app.jinja_env.globals["csrf_token"] = csrf_token
 
 
+def is_local_path(target: str) -> bool:
+    """True for a path of this site: one leading '/', no scheme or host, nothing a
+    browser would strip or turn into a slash (control characters, backslashes), raw or
+    percent-encoded."""
+    if not target or len(target) > MAX_NEXT or not target.startswith("/") or target.startswith("//"):
+        return False
+    if "\\" in target or ENCODED_HOSTILE.search(target):
+        return False
+    if any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp")
+           for ch in target):
+        return False
+    parts = urlsplit(target)
+    return not parts.scheme and not parts.netloc
+
+
 def safe_next(target: str | None) -> str:
-    """Where to go after signing in: only a path on this site, never another host."""
-    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
-        return url_for("projects.index")
-    return target
+    """Where to go after signing in: a path on this site, else the projects page."""
+    return target if target and is_local_path(target) else url_for("projects.index")
+
+
+def client_address() -> str:
+    """Who is asking, for the throttle. A proxy on this host (the TLS front) is trusted
+    for the last address of X-Forwarded-For, the one it added itself; anyone else's
+    header is ignored. IPv6 addresses count by their /64."""
+    peer = request.remote_addr or ""
+    candidate = peer
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    if forwarded and _is_loopback(peer):
+        candidate = forwarded.rsplit(",", 1)[-1].strip()
+    try:
+        address = ipaddress.ip_address(candidate)
+    except ValueError:
+        return peer or "unknown"
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network((address, IPV6_PREFIX), strict=False))
+    return str(address)
+
+
+def _is_loopback(peer: str) -> bool:
+    try:
+        return ipaddress.ip_address(peer).is_loopback
+    except ValueError:
+        return False
+
+
+def check_sign_in(name: str, password: str, address: str) -> tuple[dict | None, logins.Lock | None]:
+    """(the user, None) on success, (None, None) on a wrong password, (None, the lock)
+    when the account or the address is locked: then the password is not even checked."""
+    with db().transaction() as conn:
+        attempt = logins.Attempt(conn, name, address)
+        lock = attempt.lock
+        if lock is not None:
+            log.warning("sign-in for %r from %s throttled: %s %s locked until %s",
+                        name, address, lock.scope, lock.key, format_time(lock.until))
+            return None, lock
+        user = store_users.authenticate(conn, name, password)
+        if user is not None:
+            attempt.succeeded()
+            return user, None
+        log.info("failed sign-in for %r from %s", name, address)
+        for started in attempt.failed():
+            log.warning("%s %s locked for %d s after too many failed sign-ins (last for %r)",
+                        started.scope, started.key, started.seconds, name)
+        return None, None
+
+
+def throttled_page(lock: logins.Lock):
+    minutes = -(-lock.seconds // 60)
+    wait = f"{lock.seconds} seconds" if lock.seconds < 60 else \
+        f"{minutes} minute{'s' if minutes > 1 else ''}"
+    error = (f"Too many failed sign-ins for {lock.subject}. Please try again in {wait} "
+             f"(after {format_time(lock.until)}).")
+    page = render_template("login.html", error=error, next=safe_next(request.form.get("next")))
+    return page, 429, {"Retry-After": str(lock.seconds)}
 
 
 @blueprint.route("/login", methods=["GET", "POST"])
@@ -94,16 +180,17 @@ def login():
     error = None
     if request.method == "POST":
         name = request.form.get("name", "").strip()
-        password = request.form.get("password", "")
-        with db().transaction() as conn:
-            user = store_users.authenticate(conn, name, password)
+        address = client_address()
+        user, lock = check_sign_in(name, request.form.get("password", ""), address)
+        if lock is not None:
+            return throttled_page(lock)
         if user is not None:
             session.clear()  # a fresh session (and CSRF token) for the signed-in user
             session.permanent = True
             session["user_id"] = user["id"]
-            log.info("user %s signed in from %s", user["name"], request.remote_addr)
+            session["generation"] = user["session_generation"]
+            log.info("user %s signed in from %s", user["name"], address)
             return redirect(safe_next(request.form.get("next")))
-        log.info("failed sign-in for %r from %s", name, request.remote_addr)
         error = "Wrong name or password."
     return render_template("login.html", error=error,
                            next=safe_next(request.values.get("next")))
@@ -111,5 +198,10 @@ def login():
 
 @blueprint.post("/logout")
 def logout():
+    """Sign out: this cookie, and every other one of the account, stops working."""
+    user = current_user()
+    with db().transaction() as conn:
+        store_users.end_sessions(conn, user["id"])
+    log.info("user %s signed out from %s", user["name"], client_address())
     session.clear()
     return redirect(url_for("auth.login"))

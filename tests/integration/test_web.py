@@ -567,7 +567,7 @@ def test_stream_ends_when_the_client_goes_away(app, make_build, config, people, 
     build = make_build()
     write_log(config, build["id"], "odoo", "first\n")
     cookie = app.session_interface.get_signing_serializer(app).dumps(
-        {"user_id": people["owner"]["id"]})
+        {"user_id": people["owner"]["id"], "generation": people["owner"]["session_generation"]})
     server = create_server(app, host="127.0.0.1", port=0, threads=2)
     threading.Thread(target=server.run, daemon=True).start()
     try:
