@@ -7,11 +7,23 @@
 #   env CONFIG  the appliance.toml to read for the base image (default: the usual one)
 #   env APPLIANCE_PROJECTS_GROUP (appliance_projects), APPLIANCE_DB_USER (appliance),
 #       APPLIANCE_DB_NAME (appliance)
+#   env APPLIANCE_HOST_PASSWORD_FILE  where the role's password is kept for the whole host
+#       (default /etc/appliance/db-password, or /etc/appliance/db-password.<user> for a
+#       role other than `appliance`)
 #
 # Safe to re-run, and fast when everything is in place: every step checks first.
 # Writes nothing outside STATE_DIR except system configuration (packages, pg_hba.conf,
-# roles, a running dockerd). The appliance's database password is kept in
-# STATE_DIR/db-password (mode 600) and reused on every run.
+# roles, a running dockerd) and the role's password file.
+#
+# The PostgreSQL role belongs to the host, not to one state folder, so its password does
+# too: it is kept once in the host's password file (root only, mode 600) and copied into
+# STATE_DIR/db-password (mode 600), which is what the config of a checkout reads. Every
+# run for any state folder uses the same password, so setting up a second checkout (or a
+# test state folder) never locks out the first. Where that file is missing but the role
+# exists (set up by an older version of this script), the password of STATE_DIR is
+# adopted if it logs in; only when none does is a new one made, and the other state
+# folders' copies are refreshed by running this script for them (`make run` and
+# `make test` do). Runs for several state folders at once wait for each other.
 set -euo pipefail
 
 PACKAGES=(postgresql docker.io debootstrap git nodejs npm chromium python3-psycopg2
@@ -23,6 +35,11 @@ declare -A COMMANDS=([docker.io]=dockerd [debootstrap]=debootstrap [git]=git [no
 GROUP=${APPLIANCE_PROJECTS_GROUP:-appliance_projects}
 DB_USER=${APPLIANCE_DB_USER:-appliance}
 DB_NAME=${APPLIANCE_DB_NAME:-appliance}
+if [ "$DB_USER" = appliance ]; then
+    HOST_PASSWORD_FILE=${APPLIANCE_HOST_PASSWORD_FILE:-/etc/appliance/db-password}
+else
+    HOST_PASSWORD_FILE=${APPLIANCE_HOST_PASSWORD_FILE:-/etc/appliance/db-password.$DB_USER}
+fi
 DOCKER_WAIT_SECONDS=60   # dockerd usually answers within 2 s; a slow disk can take longer
 
 say() { printf '%s\n' "$*"; }
@@ -111,15 +128,58 @@ ensure_hba_rule() {
     say "postgresql: pg_hba rule for +$GROUP added, configuration reloaded"
 }
 
-db_password() {
-    local file="$STATE_DIR/db-password"
-    if [ ! -s "$file" ]; then
-        (umask 077
-         head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | cut -c1-32 > "$file")
-        say "postgresql: generated a password for $DB_USER in $file" >&2
+role_exists() {
+    [ "$(psql_admin -v user="$DB_USER" -At <<'SQL'
+SELECT count(*) FROM pg_roles WHERE rolname = :'user'
+SQL
+)" = 1 ]
+}
+
+# True when the password logs the role in over TCP, the way the appliance connects.
+logs_in() {
+    PGPASSWORD=$1 PGCONNECT_TIMEOUT=5 psql -X -w -q -h 127.0.0.1 -p "$PG_PORT" \
+        -U "$DB_USER" -d postgres -Atc 'SELECT 1' >/dev/null 2>&1
+}
+
+new_password() {
+    head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | cut -c1-32
+}
+
+# Write $2 to file $1, mode 600, replacing it at once (never seen half-written).
+write_secret() {
+    local tmp
+    tmp=$(umask 077 && mktemp "$1.XXXXXX")
+    printf '%s\n' "$2" > "$tmp"
+    mv -f "$tmp" "$1"
+}
+
+# Sets PASSWORD to the role's password, from the host's file, else from a state folder's
+# copy that logs in, else a new one; then keeps it in the host's file and STATE_DIR.
+choose_password() {
+    local copy="$STATE_DIR/db-password"
+    if [ -s "$HOST_PASSWORD_FILE" ]; then
+        PASSWORD=$(tr -d '\n' < "$HOST_PASSWORD_FILE")
+    elif [ -s "$copy" ] && role_exists && logs_in "$(tr -d '\n' < "$copy")"; then
+        PASSWORD=$(tr -d '\n' < "$copy")
+        say "postgresql: kept the password of $DB_USER found in $copy"
+    else
+        PASSWORD=$(new_password)
+        if role_exists; then
+            say "postgresql: warning: no password of $DB_USER known here logs in; it is" \
+                "replaced, and other state folders get it when this script runs for them"
+        fi
     fi
-    chmod 600 "$file"
-    tr -d '\n' < "$file"
+    [ -n "$PASSWORD" ] || die "$HOST_PASSWORD_FILE holds no password"
+    if [ ! -s "$HOST_PASSWORD_FILE" ]; then
+        write_secret "$HOST_PASSWORD_FILE" "$PASSWORD"
+        say "postgresql: the password of $DB_USER is kept in $HOST_PASSWORD_FILE (root only)"
+    fi
+    chmod go-rwx "$HOST_PASSWORD_FILE"
+    if [ ! -s "$copy" ] || [ "$(tr -d '\n' < "$copy")" != "$PASSWORD" ]; then
+        write_secret "$copy" "$PASSWORD"
+        say "postgresql: copied the password of $DB_USER into $copy"
+    fi
+    chmod 600 "$copy"
 }
 
 check_password_encryption() {
@@ -132,11 +192,17 @@ check_password_encryption() {
 }
 
 ensure_roles_and_database() {
-    local password
-    password=$(db_password)
+    local folder
+    folder=$(dirname "$HOST_PASSWORD_FILE")
+    mkdir -p "$folder"
+    # One run at a time from here (a lock on the folder): two runs could otherwise each
+    # make a password.
+    exec 9<"$folder"
+    flock 9
+    choose_password
     check_password_encryption
     psql_admin -v group="$GROUP" -v user="$DB_USER" -v db="$DB_NAME" \
-        -v pw="$password" <<'SQL'
+        -v pw="$PASSWORD" <<'SQL'
 SET client_min_messages = warning;
 SELECT format('CREATE ROLE %I NOLOGIN', :'group')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'group') \gexec
@@ -149,6 +215,8 @@ SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user')
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
 ALTER DATABASE :"db" OWNER TO :"user";
 SQL
+    flock -u 9
+    exec 9>&-
     say "postgresql: role $DB_USER (admin of $GROUP) and database $DB_NAME ready"
 }
 
