@@ -44,13 +44,18 @@ def get_build(conn, build_id: int) -> dict:
     return row
 
 
-def list_builds(conn, project: dict, branch: str | None = None, limit: int = 100) -> list[dict]:
+def list_builds(conn, project: dict, branch: str | None = None, limit: int = 100,
+                before: int | None = None) -> list[dict]:
+    """The project's builds (of one branch if named), newest first; with `before`, only
+    those older than that build id (the next page)."""
     return conn.execute(
         """SELECT b.*, br.name AS branch, p.name AS project
            FROM builds b JOIN branches br ON br.id = b.branch_id
            JOIN projects p ON p.id = b.project_id
            WHERE b.project_id = %s AND (%s::text IS NULL OR br.name = %s)
-           ORDER BY b.id DESC LIMIT %s""", (project["id"], branch, branch, limit)).fetchall()
+                 AND (%s::integer IS NULL OR b.id < %s)
+           ORDER BY b.id DESC LIMIT %s""",
+        (project["id"], branch, branch, before, before, limit)).fetchall()
 
 
 def builds_of_branch(conn, branch_id: int, limit: int = 12) -> list[dict]:

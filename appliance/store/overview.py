@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from psycopg import sql
+
+from appliance.store.builds import ACTIVE_STATES
+
+# A build in one of these states makes the project page poll (the builds_in_progress index).
+IN_PROGRESS_STATES = ("queued", *ACTIVE_STATES)
+# A cell's tooltip shows this much of the commit message's first line.
+SUBJECT_CHARS = 100
+
 
 def project_summaries(conn, project_ids: list[int]) -> dict[int, dict]:
     """Per project: its number of branches and its latest build (or None)."""
@@ -22,17 +31,46 @@ def project_summaries(conn, project_ids: list[int]) -> dict[int, dict]:
     return summaries
 
 
-def recent_builds_by_branch(conn, project_id: int, per_branch: int = 12) -> dict[int, list[dict]]:
-    """The newest builds of every branch of a project, newest first, keyed by branch id."""
+def recent_builds_by_branch(conn, project_id: int, per_branch: int = 12,
+                            branch_ids: list[int] | None = None) -> dict[int, list[dict]]:
+    """The newest builds of every branch of a project (or of those branch ids), newest
+    first, keyed by branch id:
+    what a row of cells shows (id, commit, state, result, trigger and the first line of the
+    commit message as `subject`), read newest first on each branch's index."""
     rows = conn.execute(
-        """SELECT * FROM (
-               SELECT b.*, row_number() OVER (PARTITION BY b.branch_id ORDER BY b.id DESC) AS n
-               FROM builds b WHERE b.project_id = %s) ranked
-           WHERE n <= %s ORDER BY branch_id, id DESC""", (project_id, per_branch)).fetchall()
+        """SELECT b.id, b.branch_id, b.commit, b.state, b.result, b.trigger,
+                  left(split_part(b.commit_message, E'\\n', 1), %s) AS subject
+           FROM branches br CROSS JOIN LATERAL (
+               SELECT id, branch_id, commit, state, result, trigger, commit_message
+               FROM builds WHERE branch_id = br.id ORDER BY id DESC LIMIT %s) b
+           WHERE br.project_id = %s AND (%s::integer[] IS NULL OR br.id = ANY(%s))
+           ORDER BY b.branch_id, b.id DESC""",
+        (SUBJECT_CHARS, per_branch, project_id, branch_ids, branch_ids)).fetchall()
     by_branch: dict[int, list[dict]] = {}
     for row in rows:
         by_branch.setdefault(row["branch_id"], []).append(row)
     return by_branch
+
+
+def branches_version(conn, project_id: int, per_branch: int = 12) -> tuple[str, bool]:
+    """A digest of what recent_builds_by_branch and the project's branches show (branch
+    names and stages; ids, states and results of the builds), and whether a build of the
+    project is queued or in progress. Cheap: one row, read on the indexes."""
+    row = conn.execute(VERSION_SQL, (project_id, per_branch, project_id)).fetchone()
+    return row["digest"] or "", row["busy"]
+
+
+# The states are spelt out, not a parameter: then even the generic plan of the prepared
+# statement knows it may read the partial index builds_in_progress.
+VERSION_SQL = sql.SQL(
+    """SELECT md5(string_agg(concat_ws(':', br.id, br.name, br.stage, b.id, b.state, b.result),
+                             ',' ORDER BY br.id, b.id DESC)) AS digest,
+              EXISTS (SELECT 1 FROM builds WHERE project_id = %s AND state IN ({states})) AS busy
+       FROM branches br LEFT JOIN LATERAL (
+           SELECT id, state, result FROM builds
+           WHERE branch_id = br.id ORDER BY id DESC LIMIT %s) b ON true
+       WHERE br.project_id = %s""").format(
+    states=sql.SQL(", ").join(map(sql.Literal, IN_PROGRESS_STATES)))
 
 
 def steps_of_builds(conn, build_ids: list[int]) -> dict[int, list[dict]]:

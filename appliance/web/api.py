@@ -8,6 +8,7 @@ import psycopg
 from flask import Blueprint, jsonify, request, url_for
 
 from appliance import layout
+from appliance.errors import UserError
 from appliance.store import builds as store_builds
 from appliance.store import overview
 from appliance.store import projects as store_projects
@@ -67,12 +68,32 @@ def branch_json(project: dict, branch: dict, build: dict | None) -> dict:
 
 @blueprint.get("/api/projects/<name>/builds")
 def builds(name: str):
+    """A page of the project's builds, newest first: `?before=<id>` for older ones,
+    `?limit=` (at most BUILDS_LIMIT), `?branch=`. A full page links the next in `Link`."""
     branch = request.args.get("branch") or None
+    before = whole_number_arg("before", 1, 2**31 - 1)
+    limit = whole_number_arg("limit", 1, BUILDS_LIMIT) or BUILDS_LIMIT
     with db().transaction() as conn:
         project = visible_project(conn, name)
-        rows = store_builds.list_builds(conn, project, branch, limit=BUILDS_LIMIT)
+        rows = store_builds.list_builds(conn, project, branch, limit=limit, before=before)
         steps = overview.steps_of_builds(conn, [b["id"] for b in rows])
-    return jsonify([build_json(b, steps.get(b["id"], [])) for b in rows])
+    response = jsonify([build_json(b, steps.get(b["id"], [])) for b in rows])
+    if len(rows) == limit:
+        after = url_for("api.builds", name=name, branch=branch, before=rows[-1]["id"],
+                        limit=request.args.get("limit") and limit)
+        response.headers["Link"] = f'<{after}>; rel="next"'
+    return response
+
+
+def whole_number_arg(name: str, low: int, high: int) -> int | None:
+    """The query argument as an int in [low, high], None when absent; else a 400."""
+    value = request.args.get(name)
+    if value is None or value == "":
+        return None
+    well_formed = value.isascii() and value.isdigit() and len(value) <= 10
+    if not well_formed or not low <= int(value) <= high:
+        raise UserError(f"{name} must be a whole number from {low} to {high}")
+    return int(value)
 
 
 def build_json(build: dict, steps: list[dict]) -> dict:

@@ -3,14 +3,17 @@ settings (outgoing mail relay, caught-mail retention)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import (Blueprint, flash, make_response, redirect, render_template, request,
+                   url_for)
 
 from appliance.errors import PermissionDenied, UserError
 from appliance.store import overview
 from appliance.store import projects as store_projects
-from appliance.web.common import config, current_user, db, render, visible_project
+from appliance.web.auth import csrf_token
+from appliance.web.common import config, current_user, db, is_htmx, render, visible_project
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +22,9 @@ blueprint = Blueprint("projects", __name__)
 STAGES = (("production", "Production"), ("staging", "Staging"), ("development", "Development"))
 # Cells shown per branch row: about a screen's width, like Odoo.sh's builds row.
 BUILDS_PER_BRANCH = 12
+# Development branches listed, most recently built first; the rest behind "Show all"
+# (?branches=all). An agency's project has a hundred, most of them idle.
+DEVELOPMENT_SHOWN = 20
 
 
 @blueprint.get("/")
@@ -31,14 +37,51 @@ def index():
 
 @blueprint.get("/projects/<name>")
 def project(name: str):
+    show_all = request.args.get("branches") == "all"
     with db().transaction() as conn:
         project = visible_project(conn, name)
+        # Read first: a change made while the list is read shows at the next poll.
+        version, busy = overview.branches_version(conn, project["id"], BUILDS_PER_BRANCH)
+        etag = list_etag(project, version, busy, show_all)
+        if is_htmx() and request.if_none_match.contains(etag):
+            return "", 204  # htmx swaps nothing
         branches = store_projects.list_branches(conn, project)
-        builds = overview.recent_builds_by_branch(conn, project["id"], BUILDS_PER_BRANCH)
-    stages = [(key, label, [b for b in branches if b["stage"] == key]) for key, label in STAGES]
+        stages, shown = staged(branches, show_all)
+        builds = overview.recent_builds_by_branch(conn, project["id"], BUILDS_PER_BRANCH,
+                                                  [b["id"] for b in shown])
     remote = f"{config().server.public_url.rstrip('/')}/git/{project['name']}.git"
-    return render("project.html", "_branches.html", project=project, stages=stages,
-                  builds=builds, remote=remote, names=[b["name"] for b in branches])
+    counts = {key: sum(1 for b in branches if b["stage"] == key) for key, _ in STAGES}
+    list_url = url_for("projects.project", name=name, branches="all" if show_all else None)
+    response = make_response(render(
+        "project.html", "_branches.html", project=project, stages=stages, counts=counts,
+        builds=builds, remote=remote, names=[b["name"] for b in branches], busy=busy,
+        etag=f'"{etag}"', list_url=list_url))
+    if is_htmx():
+        response.set_etag(etag)
+        response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def staged(branches: list[dict], show_all: bool) -> tuple[list[tuple], list[dict]]:
+    """(stage, label, branches shown) per stage, and all the branches shown: every
+    production and staging branch, the development ones most recently built first, at most
+    DEVELOPMENT_SHOWN of them unless all are asked for."""
+    stages = []
+    for key, label in STAGES:
+        rows = [b for b in branches if b["stage"] == key]
+        if key == "development" and not show_all:
+            rows = rows[:DEVELOPMENT_SHOWN]
+        stages.append((key, label, rows))
+    return stages, [b for _, _, rows in stages for b in rows]
+
+
+def list_etag(project: dict, version: str, busy: bool, show_all: bool) -> str:
+    """What the branches fragment depends on, hashed: the branches and builds it shows,
+    the project's own fields, the viewer's session (its forms carry the CSRF token)."""
+    user = current_user()
+    parts = (version, busy, show_all, project["name"], project["production_branch"],
+             user["id"], csrf_token())
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 
 # The project's settings: outgoing mail relay and caught-mail retention

@@ -335,7 +335,10 @@ def test_project_page_links_branches_and_offers_moves_and_merges(client_as, work
     assert 'data-merge="/projects/acme/branches/feature/cart/merge"' in feature
     menu = feature[feature.index("<details"):feature.index("</details>")]
     assert re.findall(r'name="stage" value="(\w+)"', menu) == ["production", "staging"]
-    assert re.findall(r"<option>([^<]+)</option>", menu) == ["main"]
+    # Merge targets: one list for every menu, not one per branch (a hundred branches).
+    assert 'list="merge-targets"' in menu and "<option" not in menu
+    targets = page[page.index('<datalist id="merge-targets">'):page.index("</datalist>")]
+    assert re.findall(r'<option value="([^"]+)">', targets) == ["main", "feature/cart"]
     assert re.findall(r'<h2 data-drop-stage="(\w+)"', page) == [
         "production", "staging", "development"]
     for path in ("/projects/acme", "/projects/acme/branches/main",
