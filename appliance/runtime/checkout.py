@@ -36,8 +36,8 @@ MAX_LINK_TARGET = 4095
 # memory first (git's default is 512 MiB).
 GIT_BIG_FILE_THRESHOLD = "1m"
 # Git modes of tree entries, as `git ls-tree` writes them.
-KINDS = {"040000": "tree", "100644": "file", "100755": "exec", "120000": "link",
-         "160000": "submodule"}
+KINDS = {"040000": "tree", "100644": "file", "100664": "file", "100755": "exec",
+         "120000": "link", "160000": "submodule"}  # 100664: made by git before 2005
 
 
 @dataclass
@@ -141,15 +141,16 @@ def _write(blobs, entries: list[Entry], links: dict[str, str], dest: Path,
             count += 1
     for path, target in links.items():  # last: no file is ever written through a link
         os.symlink(target, dest / path)
-        if group is not None:
+        if group is not None and os.lstat(dest / path).st_gid != group:
             os.lchown(dest / path, -1, group)
     return count
 
 
 def _own(what, mode: int, group: int | None) -> None:
-    """Set the mode (and group) of a path or of an open file descriptor."""
+    """Set the mode (and group) of a path or of an open file descriptor. The group is
+    only changed when it differs: a daemon not running as root may only give its own."""
     os.chmod(what, mode)
-    if group is not None:
+    if group is not None and os.stat(what).st_gid != group:
         os.chown(what, -1, group)
 
 

@@ -84,14 +84,25 @@ def init_repo(path: Path, hooks_dir: Path) -> None:
     the appliance's user and closed to others (0750, files 0640)."""
     if path.exists():
         raise GitError(f"a repository already exists at {path.name}")
-    path.mkdir(mode=0o700)
     repo = pygit2.init_repository(str(path), bare=True, initial_head="main")
     configure_repo(repo, hooks_dir)
-    for folder, dirs, files in os.walk(path):
-        os.chmod(folder, REPO_FOLDER_MODE)
+    close_repo(path)
+
+
+def close_repo(path: Path) -> None:
+    """Close a repository to the host's other users: folders 0750, files 0640 at most,
+    and git told to keep it so. Cheap when it already is: safe to run at every start."""
+    if not path.stat().st_mode & 0o777 & ~REPO_FOLDER_MODE:
+        return
+    open_repo(path).config["core.sharedRepository"] = "0640"
+    for folder, _dirs, files in os.walk(path):
         for name in files:
             target = os.path.join(folder, name)
-            os.chmod(target, os.stat(target).st_mode & REPO_FILE_MASK)
+            if not os.path.islink(target):  # never chmod what a link points at
+                os.chmod(target, os.lstat(target).st_mode & REPO_FILE_MASK)
+        if folder != str(path):
+            os.chmod(folder, REPO_FOLDER_MODE)
+    os.chmod(path, REPO_FOLDER_MODE)  # last: a run cut short is run again
 
 
 def configure_repo(repo: pygit2.Repository, hooks_dir: Path) -> None:

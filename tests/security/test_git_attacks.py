@@ -129,6 +129,16 @@ def test_a_new_project_repository_is_closed_to_other_users(appliance):
         assert mode & 0o027 == 0, oct(mode)
 
 
+def test_a_repository_made_before_is_closed_to_other_users_once(tmp_path):
+    bare = tmp_path / "old.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    bare.chmod(0o755)
+    git_runtime.close_repo(bare)
+    opened = [p for p in [bare, *bare.rglob("*")] if stat.S_IMODE(p.stat().st_mode) & 0o027]
+    assert not opened, opened[:5]
+    assert git(bare, "config", "core.sharedRepository").stdout.strip() == "0640"
+
+
 # -- checkouts of real repositories ------------------------------------------------------
 
 def bare_with(tmp_path: Path, files: dict[str, bytes], links: dict[str, str] | None = None,
@@ -185,12 +195,13 @@ def test_a_checkout_is_readable_only_by_its_owner_and_the_given_group(tmp_path):
     files = {"addon/__init__.py": b"", "run.sh": b"#!/bin/sh\n"}
     bare, sha = bare_with(tmp_path, files, executable=("run.sh",))
     dest = tmp_path / "checkout"
-    git_runtime.export_tree(bare, sha, dest, group=os.getegid())
+    group = 4242 if os.geteuid() == 0 else os.getegid()  # root gives any group
+    git_runtime.export_tree(bare, sha, dest, group=group)
     modes = {str(p.relative_to(dest)): stat.S_IMODE(p.stat().st_mode)
              for p in [dest, *dest.rglob("*")]}
     assert modes == {".": 0o750, "addon": 0o750, "addon/__init__.py": 0o640,
                      "run.sh": 0o750}
-    assert all(p.stat().st_gid == os.getegid() for p in dest.rglob("*"))
+    assert all(p.stat().st_gid == group for p in [dest, *dest.rglob("*")])
 
 
 CHILD = """
