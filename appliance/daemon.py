@@ -28,6 +28,12 @@ from appliance.web.app import create_app
 
 log = logging.getLogger(__name__)
 
+# The appliance's own folders: its user (and group, for tools like backups) only.
+FOLDER_MODE = 0o750
+# waitress buffers a request body before the app sees it: past the largest push (plus
+# room for git's own framing), a body is refused before it fills the disk.
+BODY_MARGIN_BYTES = 1 << 20
+
 # How often the cap on running servers is enforced besides after each build.
 SERVER_CAP_SECONDS = 60
 
@@ -36,6 +42,11 @@ def prepare(cfg: Config) -> None:
     """Folders, hooks and the session key. Safe to re-run."""
     for folder in (cfg.paths.data_dir, cfg.paths.repos, cfg.paths.builds, cfg.paths.odoo):
         folder.mkdir(parents=True, exist_ok=True)
+        # Containers see only what is mounted into them; nobody else on the host needs
+        # to list repositories or builds (bind mounts do not need the parents' x bit).
+        folder.chmod(FOLDER_MODE)
+    for repo in cfg.paths.repos.glob("*.git"):
+        git.close_repo(repo)  # repositories made before they were created 0750
     git.install_hooks(cfg.paths.hooks)
     if not cfg.server.secret_key:
         cfg.server.secret_key = load_secret_key(cfg)
@@ -84,7 +95,8 @@ def serve(cfg: Config, ready: threading.Event | None = None) -> None:
     scheduler.start()
     host, _, port = cfg.server.listen.rpartition(":")
     server = create_server(create_app(cfg, svc.db), host=host or "127.0.0.1", port=int(port),
-                           threads=cfg.server.threads, ident="appliance")
+                           threads=cfg.server.threads, ident="appliance",
+                           max_request_body_size=cfg.git.max_push_bytes + BODY_MARGIN_BYTES)
 
     stopping = threading.Event()
 

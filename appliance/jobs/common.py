@@ -18,7 +18,7 @@ def checkout(svc, project: dict, build: dict, paths) -> tuple[list[str], list[st
     repo = svc.config.paths.repos / f"{project['name']}.git"
     if paths.src.exists():
         shutil.rmtree(paths.src)
-    git.export_tree(repo, build["commit"], paths.src)
+    git.export_tree(repo, build["commit"], paths.src, group=svc.config.runtime.uid)
     found = odoo.find_modules(paths.src)
     if not found:
         raise BuildFailed("no Odoo module found in this branch (no folder with a "

@@ -9,9 +9,14 @@ the appliance finds them again after a restart; the instance label keeps two app
 
 from __future__ import annotations
 
+import codecs
+import fcntl
+import ipaddress
 import logging
 import os
 import re
+import socket
+import struct
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +48,13 @@ CA_ENV_NAMES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT", "CURL_CA_BUND
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 
 _network_lock = threading.Lock()
+
+# A followed container's output may pause this long past its own timeout before the
+# engine is thought to be gone (the kill at the timeout ends the stream first).
+FOLLOW_MARGIN_SECONDS = 60
+
+# ioctl asking Linux for an interface's IPv4 address (linux/sockios.h).
+SIOCGIFADDR = 0x8915
 
 
 @dataclass
@@ -151,6 +163,44 @@ def _check_mount(mount: Mount) -> None:
                           "into a container")
 
 
+def interface_ipv4(name: str) -> str | None:
+    """The IPv4 address of a network interface of this host, or None."""
+    if not name or len(name) >= 16:
+        return None
+    packed = struct.pack("256s", name.encode()[:15])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            answer = fcntl.ioctl(sock.fileno(), SIOCGIFADDR, packed)
+        except OSError:
+            return None
+    return socket.inet_ntoa(answer[20:24])
+
+
+def bridge_host_address(attrs: dict, lookup=interface_ipv4) -> tuple[str, str]:
+    """Where containers on a bridge reach the host, from `docker network inspect`'s
+    attributes, and which source said so. Docker 20.10 started without daemon.json
+    reports the default bridge's IPAM config without a Gateway key, so the IPAM
+    gateway is tried first, then the bridge interface's own address, then the
+    subnet's first host (where dockerd puts the gateway by default)."""
+    pools = [p for p in (attrs.get("IPAM") or {}).get("Config") or []
+             if ":" not in (p.get("Subnet") or "") and ":" not in (p.get("Gateway") or "")]
+    for pool in pools:
+        if pool.get("Gateway"):
+            return pool["Gateway"].split("/")[0], "the bridge's IPAM gateway"
+    bridge = ((attrs.get("Options") or {}).get("com.docker.network.bridge.name") or "")
+    address = lookup(bridge) if bridge else None
+    if address:
+        return address, f"the address of interface {bridge}"
+    for pool in pools:
+        if pool.get("Subnet"):
+            network = ipaddress.ip_network(pool["Subnet"], strict=False)
+            if network.num_addresses > 2:
+                return str(network.network_address + 1), f"the first host of {network}"
+    raise DockerError("Docker's default bridge network has no IPv4 gateway, interface "
+                      "address or subnet: set [mail] listen_host to an address of this "
+                      "host containers reach")
+
+
 # Creating a network on a /24 that another process took meanwhile fails with an
 # overlap; the next free one is tried, this many times at most.
 NETWORK_ATTEMPTS = 16
@@ -240,15 +290,15 @@ class DockerRuntime:
         return True
 
     def gateway(self) -> str:
-        """The address on this host that containers reach it at: the gateway of Docker's
-        default bridge, an address of the host that the outside does not route to."""
+        """The address on this host that containers reach it at: an address of the
+        default bridge, which the outside does not route to (see bridge_host_address)."""
         with engine_errors("reading the default bridge network"):
             network = self.client.networks.get("bridge")
-        for pool in (network.attrs.get("IPAM") or {}).get("Config") or []:
-            if pool.get("Gateway") and ":" not in pool["Gateway"]:
-                return pool["Gateway"]
-        raise DockerError("Docker's default bridge network has no IPv4 gateway: set "
-                          "[mail] listen_host to an address of this host containers reach")
+        address, source = bridge_host_address(network.attrs, interface_ipv4)
+        if not getattr(self, "_gateway_said", False):
+            log.info("containers reach this host at %s (%s)", address, source)
+            self._gateway_said = True
+        return address
 
     def remove_network(self, project: str) -> None:
         name = self.network_name(project)
@@ -265,13 +315,17 @@ class DockerRuntime:
 
     def start(self, *, name: str, image: str, command: list[str], labels: dict[str, str],
               mounts: list[Mount], env: dict[str, str], network: str,
-              publish: int | None = None, restart: bool = False) -> ContainerInfo:
-        """Run a detached container with the safety defaults; return it started."""
+              publish: int | None = None, restart: bool = False,
+              tmpfs: dict[str, str] | None = None) -> ContainerInfo:
+        """Run a detached container with the safety defaults; return it started. Its
+        root filesystem is read-only: it writes only to its writable mounts and to the
+        `tmpfs` folders (path -> mount options), which live in its memory."""
         mounts, env = self._with_ca_bundle(list(mounts), dict(env))
         for mount in mounts:
             _check_mount(mount)
         self._free_name(name)
         options = self._options(labels, mounts, env, publish, restart)
+        options["tmpfs"] = dict(tmpfs or {})
         # create + start, never `run`: a missing image must not be pulled from a
         # registry under a name someone else may own.
         with engine_errors(f"creating container {name} from {image}"):
@@ -309,6 +363,10 @@ class DockerRuntime:
             memswap_limit=cfg.memory,
             nano_cpus=int(cfg.cpus * 1_000_000_000),
             privileged=False,
+            # An init as PID 1 reaps orphans: without it, exited children of a process
+            # that did not wait for them stay as zombies against pids_limit.
+            init=True,
+            read_only=True,
             tty=False,
             stdin_open=False,
         )
@@ -367,6 +425,41 @@ class DockerRuntime:
         if container is None:
             raise DockerError(f"no container {container_id}")
         return container
+
+    def follow_to_end(self, container_id: str, timeout: float, write) -> int:
+        """Hand the container's output (stdout and stderr, as text) to write() as it
+        comes, until it exits; returns its exit code. Past `timeout` seconds it is
+        killed and DockerError says so. The output goes through Docker, never through a
+        file the container could have swapped for a link."""
+        client = docker.from_env(timeout=int(timeout) + FOLLOW_MARGIN_SECONDS)
+        killed = threading.Event()
+
+        def kill():
+            killed.set()
+            self._kill(container)
+
+        try:
+            with engine_errors(f"following container {container_id}"):
+                container = client.containers.get(container_id)
+                timer = threading.Timer(timeout, kill)
+                timer.daemon = True
+                timer.start()
+                try:
+                    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+                    for chunk in container.logs(stdout=True, stderr=True, stream=True,
+                                                follow=True):
+                        write(decoder.decode(chunk))
+                    write(decoder.decode(b"", final=True))
+                    code = int(container.wait(timeout=FOLLOW_MARGIN_SECONDS)
+                               .get("StatusCode", -1))
+                finally:
+                    timer.cancel()
+        finally:
+            client.close()
+        if killed.is_set():
+            raise DockerError(f"container {container.name} timed out after {timeout:g} s "
+                              "and was killed")
+        return code
 
     def logs(self, container_id: str) -> str:
         container = self._require(container_id)
