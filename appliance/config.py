@@ -88,6 +88,7 @@ class WorkersConfig:
     builds: int = 2
     max_running_servers: int = 8
     poll_seconds: float = 1.0
+    stop_grace_seconds: float = 30.0
 
 
 @dataclass
@@ -104,6 +105,7 @@ class RuntimeConfig:
     publish_interface: str = "127.0.0.1"
     public_host: str = "127.0.0.1"
     network_prefix: str = "appliance"
+    network_pool: str = "10.213.0.0/16"
 
 
 @dataclass
