@@ -9,14 +9,19 @@ crash shows as the 500 a browser would get, not as an exception in the test.
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
+from appliance.store import projects as store_projects
 from appliance.store import users as store_users
 from appliance.web.app import create_app
 from tests.conftest import ROOT, STATE_DIR
@@ -46,7 +51,6 @@ def app(config, db):
 @pytest.fixture
 def people(db):
     """owner (member of `acme`), other (another account) and the project `acme`."""
-    from appliance.store import projects as store_projects
     with db.transaction() as conn:
         found = {name: store_users.create_user(conn, name, PASSWORD)
                  for name in ("owner", "other")}
@@ -93,7 +97,7 @@ def is_signed_in(client) -> bool:
 def stays_on_site(location: str) -> bool:
     """What a browser makes of the Location: tabs and newlines dropped, backslashes
     read as slashes, leading blanks ignored; it must be a path of this site."""
-    seen = location.strip(" \x00-\x1f")
+    seen = location.strip("".join(map(chr, range(0x21))))
     seen = "".join(c for c in seen if c not in "\t\n\r").replace("\\", "/")
     parts = urlsplit(seen)
     return (not parts.scheme and not parts.netloc and seen.startswith("/")
@@ -239,6 +243,29 @@ def test_the_throttle_survives_a_new_app_on_the_same_database(config, db, people
     fail(client_from(create_app(config, db)), times=5)
     fresh = create_app(config, db)  # a restarted daemon, or another waitress thread
     assert login(client_from(fresh, ELSEWHERE), "owner").status_code == 429
+
+
+@pytest.fixture
+def served(app):
+    """The app under waitress, as the daemon serves it: several request threads."""
+    from waitress import create_server
+    server = create_server(app, host="127.0.0.1", port=0, threads=8)
+    threading.Thread(target=server.run, name="waitress-test", daemon=True).start()
+    yield f"http://127.0.0.1:{server.effective_port}"
+    server.close()
+
+
+def test_guesses_sent_all_at_once_get_no_more_than_five_checks(served, people, password_checks):
+    def guess(number: int) -> int:
+        with requests.Session() as browser:
+            page = browser.get(served + "/login", timeout=30).text
+            token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+            return browser.post(served + "/login", timeout=60, allow_redirects=False, data={
+                "name": "owner", "password": f"guess {number}", "csrf_token": token}).status_code
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = sorted(pool.map(guess, range(12)))
+    assert answers == [200] * 5 + [429] * 7, answers
+    assert len(password_checks) == 5
 
 
 def expire_locks(db) -> None:
