@@ -214,6 +214,11 @@ GRANT :"group" TO :"user" WITH ADMIN OPTION;
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user')
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
 ALTER DATABASE :"db" OWNER TO :"user";
+-- Project roles connect only to their own builds' databases (the appliance revokes
+-- PUBLIC's CONNECT on each); not to the maintenance databases nor the state database.
+REVOKE CONNECT, TEMPORARY ON DATABASE postgres, template1 FROM PUBLIC;
+REVOKE CONNECT, TEMPORARY ON DATABASE :"db" FROM PUBLIC;
+GRANT CONNECT ON DATABASE postgres, template1 TO :"user";
 SQL
     flock -u 9
     exec 9>&-

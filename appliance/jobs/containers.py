@@ -112,7 +112,10 @@ def write_odoo_conf(svc, project: dict, build: dict, paths: BuildPaths) -> Path:
     # environment (`docker inspect` shows that), not on its command line (`ps`).
     options = {"db_host": args["db_host"], "db_user": args["db_user"],
                "db_password": project["db_password"],
-               "data_dir": args["data_dir"], "addons_path": ",".join(args["addons_path"])}
+               "data_dir": args["data_dir"], "addons_path": ",".join(args["addons_path"]),
+               # No database manager: listing databases needs `postgres`, closed to
+               # project roles, and a build serves its own database only.
+               "list_db": "False"}
     if args["database"]:
         options["db_name"] = args["database"]
     options.update(mail_jobs.odoo_options(svc, project, build))

@@ -58,6 +58,9 @@ def own_role(tmp_path):
            "APPLIANCE_HOST_PASSWORD_FILE": str(tmp_path / "host" / "db-password")}
     yield name, env
     as_postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    as_postgres(f'DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = \'{name}\') '
+                f'THEN REVOKE CONNECT ON DATABASE postgres, template1 FROM "{name}"; '
+                f'END IF; END $$')
     as_postgres(f'DROP ROLE IF EXISTS "{name}"')
 
 

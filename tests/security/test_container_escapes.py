@@ -295,6 +295,6 @@ def test_a_project_role_reaches_only_its_own_databases(app, attack):
 
     with connect(own) as conn:
         assert conn.execute("SELECT 1").fetchone()[0] == 1
-    for dbname in [app.dbname, *beta_databases]:
+    for dbname in [app.dbname, "postgres", "template1", *beta_databases]:
         with pytest.raises(psycopg.OperationalError, match="permission denied"):
             connect(dbname).close()
