@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import subprocess
@@ -133,9 +134,48 @@ def test_hostile_branch_names_are_refused_and_change_nothing(appliance, tmp_path
 
 def test_a_branch_name_with_dots_or_spaces_never_reaches_the_appliance(appliance, tmp_path):
     repo = make_repo(tmp_path / "r", "green")
+    before = _count_builds(appliance)
     for branch in ("a..b", "with space"):
         result = git(repo, "push", remote(appliance), f"HEAD:refs/heads/{branch}", check=False)
         assert result.returncode != 0
+        # A client that does not check: the ref straight into receive-pack.
+        answer = raw_receive_pack(appliance, repo, f"refs/heads/{branch}")
+        assert f"ng refs/heads/{branch}" in answer, answer
+    assert _count_builds(appliance) == before
+    refs = git(repo, "ls-remote", remote(appliance)).stdout
+    assert "a..b" not in refs and "with space" not in refs
+
+
+@pytest.mark.parametrize("branch", ["x;id", "$(id)", "caf\u00e9", "-leading", "b" * 101])
+def test_a_branch_name_git_accepts_but_the_appliance_does_not_is_refused(appliance, tmp_path,
+                                                                        branch):
+    repo = make_repo(tmp_path / "r", "green")
+    before = _count_builds(appliance)
+    result = git(repo, "push", remote(appliance), f"HEAD:refs/heads/{branch}", check=False)
+    assert result.returncode != 0
+    assert "is not accepted" in result.stderr, result.stderr
+    # git itself takes these names: the appliance's pre-receive check is what declines.
+    answer = raw_receive_pack(appliance, repo, f"refs/heads/{branch}")
+    assert "pre-receive hook declined" in answer and "ok refs/heads/" not in answer, answer
+    assert _count_builds(appliance) == before
+    assert branch not in git(repo, "ls-remote", remote(appliance)).stdout
+
+
+def raw_receive_pack(app, repo, ref: str) -> str:
+    """POST a ref update and its pack to git-receive-pack as a client that checks
+    nothing would; returns the answer as text."""
+    head = git(repo, "rev-parse", "HEAD").stdout.strip()
+    objects = git(repo, "rev-list", "--objects", "HEAD").stdout
+    pack = subprocess.run(["git", "pack-objects", "--stdout"], cwd=repo, input=objects.encode(),
+                          capture_output=True, check=True, timeout=60).stdout
+    command = f"{'0' * 40} {head} {ref}\0report-status\n".encode()
+    body = f"{len(command) + 4:04x}".encode() + command + b"0000" + pack
+    url = f"{app.url}/git/acme.git/git-receive-pack"
+    request = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/x-git-receive-pack-request",
+        "Authorization": "Basic " + base64.b64encode(f"admin:{app.token}".encode()).decode()})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return response.read().decode("utf-8", errors="replace")
 
 
 def test_deleting_a_branch_by_push_is_refused_with_a_message(appliance, tmp_path):
@@ -145,7 +185,10 @@ def test_deleting_a_branch_by_push_is_refused_with_a_message(appliance, tmp_path
     assert result.returncode != 0
     assert "deleting a branch by push is not allowed" in result.stderr
     assert "to-delete" in git(repo, "ls-remote", remote(appliance)).stdout
-    assert build["id"]
+    with appliance.db.transaction() as conn:
+        kept = conn.execute("SELECT b.state, br.name FROM builds b JOIN branches br "
+                            "ON br.id = b.branch_id WHERE b.id = %s", (build["id"],)).fetchone()
+    assert (kept["state"], kept["name"]) == (build["state"], "to-delete")
 
 
 def test_fetching_back_over_http_returns_the_pushed_commit(appliance, tmp_path):
@@ -176,25 +219,46 @@ def _count_builds(app) -> int:
         return conn.execute("SELECT count(*) AS n FROM builds").fetchone()["n"]
 
 
+SLOW_INSTALL = """
+import os
+import sys
+import time
+
+if "--stop-after-init" in sys.argv and os.path.exists("/mnt/src/user/slow"):
+    print("SLOW INSTALL: started", flush=True)
+    time.sleep(4)
+"""
+
+
 def test_a_daemon_killed_during_a_build_finishes_it_after_restart(tmp_path):
     app = Appliance(tmp_path, "kill")
     try:
         app.start()
         token = app.make_user("admin")
         app.make_project("killme")
-        repo = make_repo(tmp_path / "repo", "green")
+        repo = make_repo(tmp_path / "repo", "green", {"slow": "",
+                         "demo_ok/hooks_slow.py": SLOW_INSTALL})
+        init = repo / "demo_ok" / "__init__.py"
+        init.write_text(init.read_text() + "from . import hooks_slow\n")
+        git(repo, "commit", "-qam", "Install slowly")
         _, ids = push(repo, app.remote("killme", "admin", token), "feature")
-        app.wait_build(ids[0], timeout=300, states=("installing", "testing", "starting",
-                                                     "running", "failed"))
+        # Provably mid-install: its one-off container runs and has said so.
+        install_log = layout.log_path(app.config, ids[0], "install")
+        deadline = time.monotonic() + 300
+        while not (install_log.exists() and "SLOW INSTALL: started" in install_log.read_text()):
+            assert time.monotonic() < deadline, app.log_path.read_text()[-3000:]
+            time.sleep(0.1)
+        assert [c.role for c in app.svc.docker.find(build_id=ids[0])] == ["install"]
         app.stop(signal.SIGKILL)
-        time.sleep(0.5)
         app.start()
         build = app.wait_build(ids[0], timeout=300)
-        assert build["state"] in ("running", "failed")
-        if build["state"] == "failed":
-            assert build["reason"]
-        leftovers = [c for c in app.svc.docker.find(build_id=ids[0])
-                     if not (c.role == "server" and build["state"] == "running")]
+        assert (build["state"], build["result"]) == ("running", "success"), build["reason"]
+        assert build["attempts"] == 2
+        with app.db.transaction() as conn:
+            kinds = [row["kind"] for row in conn.execute(
+                "SELECT kind FROM events WHERE build_id = %s", (ids[0],))]
+        assert "build_restarted" in kinds
+        leftovers = [c for c in app.svc.docker.find(build_id=ids[0]) if c.role != "server"]
         assert leftovers == []
     finally:
         app.close()

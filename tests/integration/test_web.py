@@ -218,7 +218,10 @@ def test_htmx_post_with_the_header_token_is_accepted(client_as, db, make_build):
 
 
 def test_git_blueprint_is_exempt_from_csrf(app):
+    # No CSRF token and no session: git's own authentication answers, not the CSRF check.
     response = app.test_client().post("/git/acme.git/git-receive-pack")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
     assert "CSRF" not in response.get_data(as_text=True)
 
 
