@@ -20,7 +20,8 @@ Target at 100 branches x 100 builds: p95 under 100 ms and under 150 KB; an uncha
 in a few ms. `--smoke` makes a few rows and runs one round: it checks the bench works,
 its figures mean nothing.
 
-    .venv/bin/python bench/ui.py [--branches 100] [--builds 100] [--rounds 50] [--smoke]
+    .venv/bin/python bench/ui.py [--branches 100] [--builds 100] [--rounds 50] [--clients 7]
+    .venv/bin/python bench/ui.py --smoke
 
 The config (--config, default $APPLIANCE_CONFIG, else var/appliance.toml) says how to
 reach PostgreSQL; its role must be able to create databases. The scratch database is
