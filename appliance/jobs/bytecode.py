@@ -8,6 +8,13 @@ trusted as it is). So the cache is written by one container that runs nothing bu
 `compileall` over the configured Odoo source, in the runtime image (Debian packages the
 appliance chose, none of a branch's requirements), and build containers mount it
 read-only. A branch's own modules are compiled in memory each time (they are small).
+
+PYTHONPYCACHEPREFIX applies to every module, so the cache also holds the standard
+library and Debian's Python packages of the runtime image: without them Python ignores
+their own __pycache__ and compiles them at each start. Measured on an Odoo 18 tree with
+Enterprise (13,000 files, 2 cores, loaded): a registry load of base takes 8.9 s with no
+cache, 7.1 s with Odoo's files cached and 2.8 s with all three; compiling everything
+once takes about 75 s. Packages a branch's requirements add are compiled in memory.
 """
 
 from __future__ import annotations
@@ -23,8 +30,19 @@ log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _compiled: set[tuple[str, str]] = set()
-# Compiling real Odoo's ~3,000 files takes about a minute on two cores.
+# Compiling an Odoo tree with Enterprise (13,000 files) takes about 45 s on two cores.
 COMPILE_TIMEOUT_SECONDS = 900
+# The Odoo source, then the runtime image's own Python (standard library and Debian's
+# packages). Only Odoo's result counts: the standard library ships files that are not
+# meant to compile (lib2to3's test data), which is no reason to warn.
+COMPILE_SCRIPT = """
+import compileall, sys
+odoo = compileall.compile_dir(sys.argv[1], quiet=1, workers=0)
+for path in sys.path:
+    if path.startswith("/usr/lib/python3"):
+        compileall.compile_dir(path, quiet=2, workers=0)
+sys.exit(0 if odoo else 1)
+"""
 CACHE_MODE = 0o755
 
 
@@ -45,7 +63,7 @@ def ensure(svc, version: str, source: Path, image: str) -> Path:
         name = f"appl-{svc.instance}-bytecode-{version}".replace(".", "-")
         info = svc.docker.start(
             name=name, image=image,
-            command=["python3", "-m", "compileall", "-q", "-j", "0", containers.ODOO_DIR],
+            command=["python3", "-c", COMPILE_SCRIPT, containers.ODOO_DIR],
             labels={LABEL_ROLE: "task"},
             mounts=[containers.Mount(str(source), containers.ODOO_DIR),
                     containers.Mount(str(cache), containers.PYCACHE_DIR, read_only=False)],
