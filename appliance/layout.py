@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.config import Config
 from appliance.errors import NotFound
+from appliance.store.states import BuildState
 
 LOG_FILES = ("install", "pip", "odoo", "update", "neutralize")
 # The one log a container writes itself (its server's); the daemon writes the others from
@@ -40,7 +42,7 @@ def log_path(cfg: Config, build_id: int, name: str) -> Path:
 
 def build_url(cfg: Config, build: dict) -> str | None:
     """The address of a running build's Odoo, or None when it has no server."""
-    if build.get("state") != "running" or not build.get("host_port"):
+    if build.get("state") != BuildState.RUNNING or not build.get("host_port"):
         return None
     return f"http://{cfg.runtime.public_host}:{build['host_port']}/"
 
@@ -56,3 +58,34 @@ def production_data_dir(cfg: Config, project: str) -> Path:
 
 def database_name(cfg: Config, project: str, suffix: str) -> str:
     return f"{cfg.database.db_prefix}{project.replace('-', '_')}_{suffix}"
+
+
+def production_database(cfg: Config, project: str) -> str:
+    return database_name(cfg, project, "production")
+
+
+def production_filestore(cfg: Config, project: str) -> Path:
+    """Odoo's filestore of the production database (copied for staging, snapshotted)."""
+    return production_data_dir(cfg, project) / "filestore" / production_database(cfg, project)
+
+
+@dataclass(frozen=True)
+class ProductionSnapshot:
+    """Production as it was before a full deploy: where the copy is kept and what it
+    restores if the deploy fails or is cut short."""
+
+    data_dir: Path       # production's Odoo data dir
+    live_database: str
+    live_files: Path     # the live filestore
+    database: str        # the copy of the database
+    files: Path          # the copy of the filestore (hard links)
+
+
+def production_snapshot(cfg: Config, project: str, build_id: int) -> ProductionSnapshot:
+    """The snapshot the full deploy of `build_id` takes (one per deploy)."""
+    data_dir = production_data_dir(cfg, project)
+    return ProductionSnapshot(
+        data_dir=data_dir, live_database=production_database(cfg, project),
+        live_files=production_filestore(cfg, project),
+        database=database_name(cfg, project, f"snap_{int(build_id)}"),
+        files=data_dir / "snapshots" / str(int(build_id)))

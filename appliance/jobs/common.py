@@ -1,20 +1,37 @@
-"""Steps the pipelines share: checkout, image, one-off Odoo runs, build bookkeeping."""
+"""Steps the pipelines share: checkout, image, one-off Odoo runs, updates, build
+bookkeeping. Each step returns what the next ones need; what a later start of the
+server needs is also recorded on the build's row."""
 
 from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass
 
 from appliance.jobs import bytecode, containers
+from appliance.jobs.plan import Plan
 from appliance.jobs.steps import BuildFailed
-from appliance.runtime import buildfs, git, images, odoo
+from appliance.runtime import buildfs, filestore, git, images, odoo
 from appliance.store import builds as builds_store
 
 log = logging.getLogger(__name__)
 
+# Room needed for a copy of a database besides twice its size: WAL, temporary files.
+COPY_MARGIN_BYTES = 512 * 1024 * 1024
 
-def checkout(svc, project: dict, build: dict, paths) -> tuple[list[str], list[str]]:
-    """Write the revision's files; return the modules to install and their folders."""
+
+@dataclass(frozen=True)
+class Code:
+    """What the checkout and image steps give the next ones."""
+
+    modules: tuple[str, ...]               # to install: the project's list, else all found
+    addons_dirs: tuple[str, ...]           # the branch's folders holding its modules
+    manifests: tuple[odoo.Manifest, ...]   # every module of the branch
+    image: str                             # the image the build's containers run
+
+
+def checkout(svc, project: dict, build: dict, paths) -> tuple[list[str], list[odoo.Manifest]]:
+    """Write the revision's files; return the modules to install and every one found."""
     repo = svc.config.paths.repos / f"{project['name']}.git"
     if paths.src.exists():
         shutil.rmtree(paths.src)
@@ -24,8 +41,7 @@ def checkout(svc, project: dict, build: dict, paths) -> tuple[list[str], list[st
         raise BuildFailed("no Odoo module found in this branch (no folder with a "
                           "__manifest__.py)")
     wanted = [m.strip() for m in project["modules"].split(",") if m.strip()]
-    names = wanted or [m.name for m in found]
-    return names, odoo.addons_dirs(paths.src, found)
+    return wanted or [m.name for m in found], found
 
 
 def image(svc, project: dict, build: dict, paths) -> str:
@@ -46,18 +62,40 @@ def image(svc, project: dict, build: dict, paths) -> str:
     return result.tag
 
 
-def run_oneoff(svc, project: dict, build: dict, command: list[str], role: str, paths,
-               log_name: str, on_line=None) -> int:
-    """Run Odoo once in a container (install, update, neutralize) and return its exit
-    code. Its output, as Docker hands it over, goes to logs/<log_name>.log, a file of
-    the daemon's that no container sees; on_line(line) is called with each line."""
+def code_and_image(svc, project: dict, build: dict, paths, steps) -> Code:
+    """The "checkout" and "image" steps every pipeline starts with."""
+    with steps.step("checkout") as out:
+        modules, found = checkout(svc, project, build, paths)
+        dirs = odoo.addons_dirs(paths.src, found)
+        out["detail"] = f"{len(modules)} module(s): {', '.join(modules)}"
+        record(svc, build["id"], modules=",".join(modules), addons_dirs=",".join(dirs))
+    with steps.step("image") as out:
+        out["detail"] = tag = image(svc, project, build, paths)
+        record(svc, build["id"], image=tag)
+    return Code(modules=tuple(modules), addons_dirs=tuple(dirs), manifests=tuple(found),
+                image=tag)
+
+
+def setup(project: dict, build: dict, code: Code, database: str,
+          paths: containers.BuildPaths) -> containers.OdooSetup:
+    """What the build's containers run with, once its code and database are ready."""
+    return containers.OdooSetup(project=project, build_id=build["id"], stage=build["stage"],
+                                image=code.image, database=database,
+                                addons_dirs=code.addons_dirs, paths=paths)
+
+
+def run_oneoff(svc, setup: containers.OdooSetup, command: list[str], name: str,
+               on_line=None) -> int:
+    """Run Odoo once in a container (install, update, neutralize: its `name`) and return
+    its exit code. Its output, as Docker hands it over, goes to logs/<name>.log, a file
+    of the daemon's that no container sees; on_line(line) is called with each line."""
     info = svc.docker.start(
-        name=containers.container_name(svc, build["id"], role), image=build["image"],
-        command=command, labels=containers.labels(project, build, role),
-        mounts=containers.mounts(svc, project, build, paths), env=containers.environment(),
-        network=svc.docker.ensure_network(project["name"]), tmpfs=containers.TMPFS)
+        name=containers.container_name(svc, setup.build_id, name), image=setup.image,
+        command=command, labels=containers.labels(setup, name),
+        mounts=containers.mounts(svc, setup), env=containers.environment(),
+        network=svc.docker.ensure_network(setup.project["name"]), tmpfs=containers.TMPFS)
     try:
-        with buildfs.open_append(paths.root, f"logs/{log_name}.log") as handle:
+        with buildfs.open_append(setup.paths.root, f"logs/{name}.log") as handle:
             lines = LineSplitter(on_line)
 
             def write(text: str) -> None:
@@ -91,41 +129,53 @@ def read_log(paths, name: str) -> str:
     return buildfs.read_text(paths.root, f"logs/{name}.log")
 
 
-def set_state(svc, build: dict, state: str) -> None:
+def update_command(svc, setup: containers.OdooSetup, plan: Plan) -> list[str]:
+    """`-u` of the modules whose version went up, `-i` of the new ones, in one run,
+    without demo data or tests."""
+    server = containers.common_args(svc, setup)
+    if not plan.update:
+        return odoo.install_command(**server, modules=list(plan.install), demo=False,
+                                    test_enable=False)
+    extra = ["-i", ",".join(plan.install)] if plan.install else []
+    return odoo.update_command(**server, modules=sorted(plan.update), test_enable=False,
+                               extra=extra)
+
+
+def run_update(svc, setup: containers.OdooSetup, command: list[str]) -> str:
+    """Run an install or update (update.log); returns its exit code and verdict, raises
+    BuildFailed if it failed."""
+    code = run_oneoff(svc, setup, command, "update")
+    verdict = odoo.classify(read_log(setup.paths, "update"), code,
+                            svc.config.builds.warning_ignore)
+    if code != 0 or verdict.result == "failure":
+        raise BuildFailed(f"the update failed: {verdict.reason or f'exit code {code}'} "
+                          "(see update.log)")
+    return f"exit code {code}" + (f": {verdict.reason}" if verdict.reason else "")
+
+
+def check_room(svc, database: str, folder) -> int:
+    """Refuse a copy of `database` (and its files under `folder`) when the disk cannot
+    hold twice its size and a margin; returns its size in bytes."""
+    size = svc.postgres.database_size(database)
+    filestore.check_free_space(folder, 2 * size + COPY_MARGIN_BYTES)
+    return size
+
+
+def set_state(svc, build_id: int, state: str) -> None:
     with svc.db.transaction() as conn:
-        builds_store.set_state(conn, build["id"], state)
+        builds_store.set_state(conn, build_id, state)
 
 
-def update(svc, build: dict, **fields) -> None:
-    """Set columns of the build, in the store and in the pipeline's own copy."""
+def record(svc, build_id: int, **fields) -> None:
+    """Keep columns of the build in the store (what a later start, the page or a
+    restart needs to know)."""
     with svc.db.transaction() as conn:
-        builds_store.update(conn, build["id"], **fields)
-    build.update(fields)
+        builds_store.update(conn, build_id, **fields)
 
 
-def serve(svc, project: dict, build: dict, steps, result: str | None = None) -> None:
-    """The "start" and "health" steps: the build's server up and answering, then running
-    (with its result, when the pipeline has not set one before)."""
-    set_state(svc, build, "starting")
-    with steps.step("start") as out:
-        build["host_port"] = containers.start_server(svc, project, build)
-        out["detail"] = f"port {build['host_port']}"
-    with steps.step("health") as out:
-        seconds = containers.server_ready(svc, build["id"], build["host_port"])
-        out["detail"] = f"ready after {seconds:.1f} s"
+def event(svc, build: dict, kind: str, message: str, data: dict | None = None) -> None:
+    """An entry in the build's branch history."""
     with svc.db.transaction() as conn:
-        builds_store.set_state(conn, build["id"], "running", host_port=build["host_port"],
-                               **({"result": result} if result else {}))
-
-
-def code_and_image(svc, project: dict, build: dict, paths, steps) -> tuple[list[str], list[str]]:
-    """The "checkout" and "image" steps every pipeline starts with; returns the modules
-    and their folders."""
-    with steps.step("checkout") as out:
-        modules, dirs = checkout(svc, project, build, paths)
-        out["detail"] = f"{len(modules)} module(s): {', '.join(modules)}"
-        update(svc, build, modules=",".join(modules), addons_dirs=",".join(dirs))
-    with steps.step("image") as out:
-        out["detail"] = image(svc, project, build, paths)
-        update(svc, build, image=out["detail"])
-    return modules, dirs
+        builds_store.add_event(conn, project_id=build["project_id"],
+                               branch_id=build["branch_id"], build_id=build["id"], kind=kind,
+                               message=message, data=data)

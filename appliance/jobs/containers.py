@@ -27,12 +27,13 @@ from pathlib import Path
 
 from appliance import layout
 from appliance.errors import ConfigError
-from appliance.jobs import mail as mail_jobs
-from appliance.jobs.steps import BuildFailed
 from appliance.jobs import bytecode
+from appliance.jobs import mail as mail_jobs
+from appliance.jobs.steps import NO_STEPS, BuildFailed
 from appliance.runtime import buildfs, git, images, odoo
-from appliance.runtime.docker import LABEL_BUILD, LABEL_PROJECT, LABEL_ROLE, Mount
+from appliance.runtime.docker import LABEL_BUILD, LABEL_PROJECT, LABEL_ROLE, ContainerInfo, Mount
 from appliance.store import builds as builds_store
+from appliance.store.states import BuildState
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ FOLDER_MODE = 0o700
 HTTP_PORT = 8069
 # Odoo answers /web/health about 0.9 s after start; ask often so a build is not idle.
 HEALTH_POLL_SECONDS = 0.1
+# A server being stopped gets this long to finish its requests before it is killed.
+STOP_GRACE_SECONDS = 10
 
 
 @dataclass
@@ -59,6 +62,29 @@ class BuildPaths:
     data: Path          # Odoo's data dir: the container writes it
     logs: Path          # the daemon's logs of the build (install, pip, update, neutralize)
     server_logs: Path   # the server's own log folder (odoo.log): the container writes it
+
+
+@dataclass(frozen=True)
+class OdooSetup:
+    """What every container of a build runs with. A pipeline makes it from what its
+    steps returned (the image, the database, the branch's addons folders); a kept
+    build's is read back from its row in the store (`stored_setup`)."""
+
+    project: dict
+    build_id: int
+    stage: str
+    image: str
+    database: str | None
+    addons_dirs: tuple[str, ...]  # the branch's folders holding its modules
+    paths: BuildPaths
+
+
+def stored_setup(svc, project: dict, build: dict) -> OdooSetup:
+    """The setup a build's row records (to start a kept build's server again)."""
+    return OdooSetup(project=project, build_id=build["id"], stage=build["stage"],
+                     image=build["image"], database=build["database"],
+                     addons_dirs=tuple(d for d in build["addons_dirs"].split(",") if d),
+                     paths=build_paths(svc.config, build["id"], build["data_dir"]))
 
 
 def build_paths(cfg, build_id: int, data_dir: str | None = None) -> BuildPaths:
@@ -103,28 +129,28 @@ def addons_path(source: Path, user_dirs: list[str]) -> list[str]:
     return inside
 
 
-def write_odoo_conf(svc, project: dict, build: dict, paths: BuildPaths) -> Path:
+def write_odoo_conf(svc, setup: OdooSetup) -> Path:
     """The build's odoo.conf (ODOO_RC in its containers): the database, folders and
     outgoing mail, so that `odoo-bin shell` in a container needs no options. It holds an
     SMTP password, so only the container's user may read it."""
-    args = common_args(svc, project, build, addon_dirs(build))
+    args = common_args(svc, setup)
     # The password lives here and nowhere else the container sees: not in its
     # environment (`docker inspect` shows that), not on its command line (`ps`).
     options = {"db_host": args["db_host"], "db_user": args["db_user"],
-               "db_password": project["db_password"],
+               "db_password": setup.project["db_password"],
                "data_dir": args["data_dir"], "addons_path": ",".join(args["addons_path"]),
                # No database manager: listing databases needs `postgres`, closed to
                # project roles, and a build serves its own database only.
                "list_db": "False"}
     if args["database"]:
         options["db_name"] = args["database"]
-    options.update(mail_jobs.odoo_options(svc, project, build))
+    options.update(mail_jobs.odoo_options(svc, setup.project, setup.build_id, setup.stage))
     lines = ["[options]"]
     for key, value in options.items():
         if any(c in str(value) for c in "\r\n\0"):
             raise ConfigError(f"odoo.conf option {key} may not hold a line break")
         lines.append(f"{key} = {value}")
-    path = paths.root / "odoo.conf"
+    path = setup.paths.root / "odoo.conf"
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".conf.new")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
@@ -136,12 +162,12 @@ def write_odoo_conf(svc, project: dict, build: dict, paths: BuildPaths) -> Path:
     return path
 
 
-def mounts(svc, project: dict, build: dict, paths: BuildPaths,
-           server: bool = False) -> list[Mount]:
+def mounts(svc, setup: OdooSetup, server: bool = False) -> list[Mount]:
     """What a build's container sees: read-only but for Odoo's data dir and, for the
     server, its log folder. Nothing writable is shared with another project."""
-    source = odoo_source(svc, project["odoo_version"])
-    conf = write_odoo_conf(svc, project, build, paths)
+    source = odoo_source(svc, setup.project["odoo_version"])
+    conf = write_odoo_conf(svc, setup)
+    paths = setup.paths
     found = [
         Mount(str(conf), CONF_PATH),
         Mount(str(source), ODOO_DIR),
@@ -149,7 +175,7 @@ def mounts(svc, project: dict, build: dict, paths: BuildPaths,
         Mount(str(paths.data), DATA_DIR, read_only=False),
         Mount(svc.config.database.socket_dir, svc.config.database.socket_dir),
     ]
-    cache = bytecode.cache_dir(svc, project["odoo_version"])
+    cache = bytecode.cache_dir(svc, setup.project["odoo_version"])
     if cache.is_dir():
         found.append(Mount(str(cache), PYCACHE_DIR))
     if server:
@@ -162,42 +188,66 @@ def environment() -> dict[str, str]:
     return {"ODOO_RC": CONF_PATH}
 
 
-def labels(project: dict, build: dict, role: str) -> dict[str, str]:
-    return {LABEL_PROJECT: project["name"], LABEL_BUILD: str(build["id"]), LABEL_ROLE: role}
+def labels(setup: OdooSetup, role: str) -> dict[str, str]:
+    return {LABEL_PROJECT: setup.project["name"], LABEL_BUILD: str(setup.build_id),
+            LABEL_ROLE: role}
 
 
 def container_name(svc, build_id: int, role: str) -> str:
     return f"appl-{svc.instance}-{build_id}-{role}"
 
 
-def addon_dirs(build: dict) -> list[str]:
-    """The branch's addons folders recorded at checkout."""
-    return [d for d in (build.get("addons_dirs") or "").split(",") if d] or ["."]
-
-
-def common_args(svc, project: dict, build: dict, user_dirs: list[str]) -> dict:
-    source = odoo_source(svc, project["odoo_version"])
-    return dict(odoo_bin=f"{ODOO_DIR}/odoo-bin", database=build.get("database"),
-                db_host=svc.config.database.socket_dir, db_user=project["db_role"],
+def common_args(svc, setup: OdooSetup) -> dict:
+    """The server options every command line of the build starts with."""
+    source = odoo_source(svc, setup.project["odoo_version"])
+    user_dirs = list(setup.addons_dirs) or ["."]
+    return dict(odoo_bin=f"{ODOO_DIR}/odoo-bin", database=setup.database,
+                db_host=svc.config.database.socket_dir, db_user=setup.project["db_role"],
                 db_password=None, addons_path=addons_path(source, user_dirs),
                 data_dir=DATA_DIR, http_port=HTTP_PORT)
 
 
-def start_server(svc, project: dict, build: dict) -> int:
-    """Start the build's long-running Odoo server; returns the published host port."""
-    paths = build_paths(svc.config, build["id"], build.get("data_dir"))
-    make_writable(paths.server_logs, svc.config.runtime.uid)
-    command = odoo.server_command(**common_args(svc, project, build, addon_dirs(build)),
-                                  logfile=f"{LOG_DIR}/odoo.log")
+def start_server(svc, setup: OdooSetup) -> ContainerInfo:
+    """Start the build's long-running Odoo server, its port published."""
+    make_writable(setup.paths.server_logs, svc.config.runtime.uid)
+    command = odoo.server_command(**common_args(svc, setup), logfile=f"{LOG_DIR}/odoo.log")
     info = svc.docker.start(
-        name=container_name(svc, build["id"], "server"), image=build["image"], command=command,
-        labels=labels(project, build, "server"),
-        mounts=mounts(svc, project, build, paths, server=True), env=environment(),
-        network=svc.docker.ensure_network(project["name"]), publish=HTTP_PORT, restart=True,
-        tmpfs=TMPFS)
+        name=container_name(svc, setup.build_id, "server"), image=setup.image,
+        command=command, labels=labels(setup, "server"), mounts=mounts(svc, setup, server=True),
+        env=environment(), network=svc.docker.ensure_network(setup.project["name"]),
+        publish=HTTP_PORT, restart=True, tmpfs=TMPFS)
     if not info.host_port:
         raise BuildFailed("the server started but Docker published no port")
-    return info.host_port
+    return info
+
+
+def serve(svc, setup: OdooSetup, steps=NO_STEPS, result: str | None = None) -> int:
+    """Start the build's server, wait until it answers, mark the build running (with its
+    result, when given); returns the port. A pipeline passes its steps ("start" and
+    "health" are recorded). A server that does not come up is removed and the error
+    raised: a pipeline's build then fails, a stopped build started again is stopped."""
+    with svc.db.transaction() as conn:
+        before = builds_store.set_state(conn, setup.build_id, BuildState.STARTING)
+    try:
+        with steps.step("start") as out:
+            server = start_server(svc, setup)
+            out["detail"] = f"port {server.host_port}"
+        with steps.step("health") as out:
+            seconds = wait_ready(health_host(svc), server.host_port,
+                                 svc.config.builds.health_timeout, server.id, svc.docker)
+            out["detail"] = f"ready after {seconds:.1f} s"
+    except BaseException:
+        svc.docker.remove_all(setup.build_id, "server")
+        if before is BuildState.STOPPED:
+            with svc.db.transaction() as conn:
+                builds_store.set_state(conn, setup.build_id, BuildState.STOPPED,
+                                       host_port=None)
+        raise
+    with svc.db.transaction() as conn:
+        builds_store.set_state(conn, setup.build_id, BuildState.RUNNING,
+                               host_port=server.host_port,
+                               **({"result": result} if result else {}))
+    return server.host_port
 
 
 def wait_ready(host: str, port: int, timeout: float, container_id: str | None = None,
@@ -218,14 +268,6 @@ def wait_ready(host: str, port: int, timeout: float, container_id: str | None = 
     return time.monotonic() - started
 
 
-def server_ready(svc, build_id: int, port: int) -> float:
-    """Wait until the build's server answers on its published port (see wait_ready),
-    giving up early if its container stops; returns the seconds it took."""
-    info = svc.docker.find(build_id=build_id, role="server")
-    return wait_ready(health_host(svc), port, svc.config.builds.health_timeout,
-                      info[0].id if info else None, svc.docker)
-
-
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -240,12 +282,13 @@ def health_host(svc) -> str:
 
 
 def stop_server(svc, build: dict, reason: str) -> None:
-    """Stop and remove the build's server container; its database is kept."""
-    for info in svc.docker.find(build_id=build["id"], role="server"):
-        svc.docker.stop(info.id)
-        svc.docker.remove(info.id)
+    """Stop and remove the build's server container; its database is kept. Safe to run
+    twice: a build already stopped keeps its state and gets no second event."""
+    svc.docker.remove_all(build["id"], "server", grace=STOP_GRACE_SECONDS)
     with svc.db.transaction() as conn:
-        builds_store.set_state(conn, build["id"], "stopped", host_port=None)
+        if builds_store.get_build(conn, build["id"])["state"] == BuildState.STOPPED:
+            return
+        builds_store.set_state(conn, build["id"], BuildState.STOPPED, host_port=None)
         builds_store.add_event(conn, project_id=build["project_id"], branch_id=build["branch_id"],
                                build_id=build["id"], kind="server_stopped", message=reason)
 

@@ -14,6 +14,7 @@ import shutil
 from appliance.jobs import containers
 from appliance.jobs import mail as mail_jobs
 from appliance.store import builds as builds_store
+from appliance.store.states import BuildState
 
 log = logging.getLogger(__name__)
 
@@ -21,17 +22,7 @@ log = logging.getLogger(__name__)
 def collect(svc) -> list[int]:
     """Drop what is due; returns the ids of the builds dropped."""
     with svc.db.transaction() as conn:
-        due = conn.execute(
-            """SELECT b.* FROM builds b
-               WHERE b.stage = 'development' AND b.state IN ('running', 'stopped', 'failed')
-                 AND b.created_at < now() - make_interval(secs => %s)
-               UNION
-               SELECT b.* FROM builds b JOIN branches br ON br.id = b.branch_id
-               WHERE b.stage = 'staging' AND br.stage = 'staging'
-                 AND b.state IN ('running', 'stopped', 'failed', 'done')
-                 AND b.id < (SELECT max(id) FROM builds
-                             WHERE branch_id = b.branch_id AND state = 'running')
-               ORDER BY id""", (svc.config.builds.dev_keep_days * 86400,)).fetchall()
+        due = builds_store.collectable(conn, svc.config.builds.dev_keep_days * 86400)
     dropped = []
     for build in due:
         try:
@@ -45,8 +36,7 @@ def collect(svc) -> list[int]:
 def drop(svc, build: dict) -> None:
     if build["stage"] == "production":
         raise ValueError("production builds are never collected")
-    for info in svc.docker.find(build_id=build["id"]):
-        svc.docker.remove(info.id)
+    svc.docker.remove_all(build["id"])
     if build["database"] and not _shared(svc, build):
         svc.postgres.drop_database(build["database"])
     paths = containers.build_paths(svc.config, build["id"])
@@ -56,7 +46,7 @@ def drop(svc, build: dict) -> None:
     age = "older than the development retention" if build["stage"] == "development" \
         else "an older staging build"
     with svc.db.transaction() as conn:
-        builds_store.set_state(conn, build["id"], "dropped", host_port=None)
+        builds_store.set_state(conn, build["id"], BuildState.DROPPED, host_port=None)
         builds_store.add_event(conn, project_id=build["project_id"], branch_id=build["branch_id"],
                                build_id=build["id"], kind="gc",
                                message=f"build #{build['id']} dropped: {age}",
@@ -67,5 +57,4 @@ def drop(svc, build: dict) -> None:
 def _shared(svc, build: dict) -> bool:
     """Is the database also a newer build's (staging "update" hands it over)?"""
     with svc.db.transaction() as conn:
-        return conn.execute("SELECT 1 FROM builds WHERE database = %s AND id <> %s",
-                            (build["database"], build["id"])).fetchone() is not None
+        return builds_store.database_shared(conn, build["database"], build["id"])

@@ -20,7 +20,7 @@ import re
 import threading
 
 from appliance import mime
-from appliance.errors import ConfigError, UserError
+from appliance.errors import ConfigError, NotFound, UserError
 from appliance.runtime import smtp
 from appliance.store import builds as builds_store
 from appliance.store import mails as mails_store
@@ -71,9 +71,11 @@ class Senders:
         with self._lock:
             if build_id in self._known:
                 return self._known[build_id]
-        with self.svc.db.transaction() as conn:
-            row = conn.execute("SELECT id, project_id, stage FROM builds WHERE id = %s",
-                               (build_id,)).fetchone()
+        try:
+            with self.svc.db.transaction() as conn:
+                row = builds_store.get_build(conn, build_id)
+        except NotFound:
+            row = None
         sender = ({"build_id": row["id"], "project_id": row["project_id"]}
                   if row and row["stage"] in CAUGHT_STAGES else None)
         with self._lock:
@@ -114,12 +116,12 @@ def save(svc, batch: list[smtp.Caught]) -> list[int]:
 
 # Odoo's side -----------------------------------------------------------------------
 
-def odoo_options(svc, project: dict, build: dict) -> dict[str, str]:
+def odoo_options(svc, project: dict, build_id: int, stage: str) -> dict[str, str]:
     """The smtp_* options of the build's odoo.conf: the catcher for development and
     staging; the project's relay for production (none set: Odoo's own settings)."""
-    if build["stage"] in CAUGHT_STAGES:
+    if stage in CAUGHT_STAGES:
         host, port = endpoint(svc)
-        user, password = credentials(svc, build["id"])
+        user, password = credentials(svc, build_id)
         return {"smtp_server": host, "smtp_port": str(port), "smtp_user": user,
                 "smtp_password": password, "smtp_ssl": "False"}
     if not project.get("relay_host"):
@@ -132,12 +134,12 @@ def odoo_options(svc, project: dict, build: dict) -> dict[str, str]:
     return options
 
 
-def catch_database_mail(svc, build: dict) -> str:
+def catch_database_mail(svc, build_id: int, database: str) -> str:
     """Make the catcher the only active outgoing server of a development or staging
     build's database (after install, neutralize or update); returns a summary."""
     host, port = endpoint(svc)
-    user, password = credentials(svc, build["id"])
-    svc.postgres.use_only_mail_server(build["database"], {
+    user, password = credentials(svc, build_id)
+    svc.postgres.use_only_mail_server(database, {
         "name": CATCHER_SERVER_NAME, "smtp_host": host, "smtp_port": port,
         "smtp_user": user, "smtp_pass": password})
     return f"sent to the catcher as {user}; other outgoing servers inactive"
@@ -189,7 +191,7 @@ def prune(svc) -> int:
     """Delete caught mail beyond each project's retention; returns how many."""
     deleted = 0
     with svc.db.transaction() as conn:
-        projects = conn.execute("SELECT * FROM projects").fetchall()
+        projects = projects_store.list_projects(conn)
     for project in projects:
         try:
             with svc.db.transaction() as conn:

@@ -24,6 +24,8 @@ from appliance.errors import ApplianceError
 from appliance.jobs import containers, development, production, staging
 from appliance.jobs.steps import BuildFailed
 from appliance.store import builds as builds_store
+from appliance.store import projects as projects_store
+from appliance.store.states import BuildState
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +46,28 @@ def run_build(svc, build: dict) -> None:
     try:
         PIPELINES[build["stage"]](svc, build)
     except BuildFailed as exc:
-        _fail(svc, build, str(exc))
+        _fail(svc, build["id"], str(exc))
     except ApplianceError as exc:
         log.warning("build %s failed: %s", build["id"], exc)
-        _fail(svc, build, str(exc))
+        _fail(svc, build["id"], str(exc))
     except Exception as exc:  # a bug must not leave the build stuck in its state
         log.error("build %s crashed:\n%s", build["id"], traceback.format_exc())
-        _fail(svc, build, f"internal error: {exc.__class__.__name__}: {exc}")
+        _fail(svc, build["id"], f"internal error: {exc.__class__.__name__}: {exc}")
 
 
-def _fail(svc, build: dict, reason: str) -> None:
-    for info in svc.docker.find(build_id=build["id"]):
-        if info.role != "server" or info.status != "running":
-            svc.docker.remove(info.id)
+def _fail(svc, build_id: int, reason: str) -> None:
+    """The build ends failed, without containers. One whose server already runs (a step
+    after it came up failed) keeps it and its state: the error is logged."""
     with svc.db.transaction() as conn:
-        current = builds_store.get_build(conn, build["id"])
-        builds_store.skip_pending_steps(conn, build["id"])
-        builds_store.set_state(conn, build["id"], "failed", result="failure",
+        current = builds_store.get_build(conn, build_id)
+    if current["state"] not in builds_store.ACTIVE_STATES:
+        log.error("build %s: %s (after it was %s, which it stays)", build_id, reason,
+                  current["state"])
+        return
+    svc.docker.remove_all(build_id)
+    with svc.db.transaction() as conn:
+        builds_store.skip_pending_steps(conn, build_id)
+        builds_store.set_state(conn, build_id, BuildState.FAILED, result="failure",
                                reason=current["reason"] or reason)
 
 
@@ -83,24 +90,14 @@ def run_task(svc, task: dict) -> None:
 
 
 def start_again(svc, build: dict) -> None:
-    """Start a stopped build's server on its kept database."""
-    from appliance.store import projects as projects_store
-    if build["state"] != "stopped":
+    """Start a stopped build's server on its kept database (stopped again if it does
+    not come up)."""
+    if build["state"] != BuildState.STOPPED:
         raise BuildFailed(f"build #{build['id']} is {build['state']}, not stopped")
     with svc.db.transaction() as conn:
         project = projects_store.project_by_id(conn, build["project_id"])
-        builds_store.set_state(conn, build["id"], "starting")
-    try:
-        port = containers.start_server(svc, project, build)
-        containers.server_ready(svc, build["id"], port)
-    except ApplianceError:
-        for info in svc.docker.find(build_id=build["id"], role="server"):
-            svc.docker.remove(info.id)
-        with svc.db.transaction() as conn:
-            builds_store.set_state(conn, build["id"], "stopped", host_port=None)
-        raise
+    containers.serve(svc, containers.stored_setup(svc, project, build))
     with svc.db.transaction() as conn:
-        builds_store.set_state(conn, build["id"], "running", host_port=port)
         builds_store.touch(conn, build["id"])
     containers.enforce_server_cap(svc, keep=build["id"])
 

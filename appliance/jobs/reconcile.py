@@ -13,7 +13,10 @@ from __future__ import annotations
 import logging
 
 from appliance import layout
+from appliance.jobs import snapshot
 from appliance.store import builds as builds_store
+from appliance.store import projects as projects_store
+from appliance.store.states import BuildState
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,7 @@ def reconcile(svc) -> dict:
     _check_running(svc, report)
     _remove_orphans(svc, report)
     with svc.db.transaction() as conn:
-        conn.execute("UPDATE tasks SET state = 'queued' WHERE state = 'running'")
+        builds_store.requeue_running_tasks(conn)
     report["dropped"] = svc.postgres.drop_invalid_databases(svc.config.database.db_prefix)
     if any(report.values()):
         log.info("reconciled: %s", {k: v for k, v in report.items() if v})
@@ -38,8 +41,7 @@ def reconcile(svc) -> dict:
 
 
 def _reset_interrupted(svc, build: dict, report: dict) -> None:
-    for info in svc.docker.find(build_id=build["id"]):
-        svc.docker.remove(info.id)
+    svc.docker.remove_all(build["id"])
     if build["stage"] == "production":
         _recover_production(svc, build, report)
         return
@@ -49,13 +51,13 @@ def _reset_interrupted(svc, build: dict, report: dict) -> None:
         if build["attempts"] >= MAX_ATTEMPTS:
             builds_store.skip_pending_steps(conn, build["id"])
             builds_store.set_state(
-                conn, build["id"], "failed", result="failure",
+                conn, build["id"], BuildState.FAILED, result="failure",
                 reason=f"interrupted {build['attempts']} times by a restart of the appliance "
                        f"(last during {build['state']})")
             report["failed"].append(build["id"])
             return
-        builds_store.set_state(conn, build["id"], "queued", database=None, result=None,
-                               reason="", failed_tests=[], warnings=[])
+        builds_store.set_state(conn, build["id"], BuildState.QUEUED, database=None,
+                               result=None, reason="", failed_tests=[], warnings=[])
         builds_store.add_event(conn, project_id=build["project_id"], branch_id=build["branch_id"],
                                build_id=build["id"], kind="build_restarted",
                                message=f"build #{build['id']} started over: the appliance "
@@ -74,17 +76,15 @@ def _check_running(svc, report: dict) -> None:
                 with svc.db.transaction() as conn:
                     builds_store.update(conn, build["id"], host_port=servers[0].host_port)
             continue
-        for info in svc.docker.find(build_id=build["id"], role="server"):
-            svc.docker.remove(info.id)
+        svc.docker.remove_all(build["id"], "server")
         with svc.db.transaction() as conn:
-            builds_store.set_state(conn, build["id"], "stopped", host_port=None)
+            builds_store.set_state(conn, build["id"], BuildState.STOPPED, host_port=None)
         report["stopped"].append(build["id"])
 
 
 def _remove_orphans(svc, report: dict) -> None:
     with svc.db.transaction() as conn:
-        wanted = {row["id"] for row in conn.execute(
-            "SELECT id FROM builds WHERE state IN ('running', 'starting')")}
+        wanted = builds_store.ids_with_server(conn)
     for info in svc.docker.find():
         if info.build_id in wanted and info.role == "server":
             continue
@@ -96,26 +96,18 @@ def _remove_orphans(svc, report: dict) -> None:
 def _recover_production(svc, build: dict, report: dict) -> None:
     """A production deploy cut short is not started over: its snapshot (if it got that
     far) is put back, the build fails, and the last good revision is started again."""
-    from appliance.jobs import production
-    from appliance.store import projects as projects_store
     with svc.db.transaction() as conn:
         project = projects_store.project_by_id(conn, build["project_id"])
-    database = layout.database_name(svc.config, project["name"], "production")
-    live_files = layout.production_data_dir(svc.config, project["name"]) / "filestore" / database
-    saved = layout.production_data_dir(svc.config, project["name"]) / "snapshots" / str(build["id"])
-    snapshot = layout.database_name(svc.config, project["name"], f"snap_{build['id']}")
+    snap = layout.production_snapshot(svc.config, project["name"], build["id"])
     if build["deploy"] == "first":  # nothing was live yet: no half-installed production
-        svc.postgres.drop_database(database)
-    production.rollback(svc, dict(build, database=database), snapshot, saved, live_files,
-                        "the appliance restarted during the deploy")
+        svc.postgres.drop_database(snap.live_database)
+    snapshot.restore(svc, snap, build, "the appliance restarted during the deploy")
     with svc.db.transaction() as conn:
         builds_store.skip_pending_steps(conn, build["id"])
-        builds_store.set_state(conn, build["id"], "failed", result="failure",
+        builds_store.set_state(conn, build["id"], BuildState.FAILED, result="failure",
                                reason=f"interrupted by a restart of the appliance during "
                                       f"{build['state']}; production was restored")
-        last_good = conn.execute(
-            """SELECT * FROM builds WHERE branch_id = %s AND id < %s AND state = 'stopped'
-               ORDER BY id DESC LIMIT 1""", (build["branch_id"], build["id"])).fetchone()
+        last_good = builds_store.last_stopped_before(conn, build["branch_id"], build["id"])
         if last_good is not None:
             builds_store.request_task(conn, "start_server", last_good["id"])
     report["failed"].append(build["id"])

@@ -101,8 +101,7 @@ def rebuild(svc, project: dict, branch_name: str, user: dict | None,
     with svc.db.transaction() as conn:
         branch = projects_store.get_branch(conn, project, branch_name)
         # Two clicks at once must not queue two builds: the branch row is the lock.
-        conn.execute("SELECT 1 FROM branches WHERE id = %s FOR UPDATE", (branch["id"],))
-        if builds_store.branch_busy(conn, branch["id"]):
+        if builds_store.branch_busy(conn, branch["id"], lock=True):
             raise UserError(f"{branch_name} is building: wait for it to end")
         if trigger == "refresh" and branch["stage"] != "staging":
             raise UserError("only a staging branch can be refreshed from production")

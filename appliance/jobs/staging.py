@@ -21,128 +21,152 @@ No tests, no demo data. Staging databases never expire on their own.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from dataclasses import dataclass
 
 from appliance import layout
-from appliance.jobs import common, containers, production
+from appliance.jobs import common, containers
 from appliance.jobs import mail as mail_jobs
+from appliance.jobs.plan import make_plan
 from appliance.jobs.steps import BuildFailed, StepRecorder
 from appliance.runtime import filestore, odoo
 from appliance.store import builds as builds_store
 from appliance.store import projects as projects_store
+from appliance.store.states import BuildState
 
 log = logging.getLogger(__name__)
 
 STEPS = ["checkout", "image", "database", "neutralize", "mail", "update", "start", "health"]
 
 
+@dataclass(frozen=True)
+class Database:
+    """The database the build runs on, and how it got it."""
+
+    deploy: str                   # "copy" of production, "update" of the previous one, "fresh"
+    name: str
+    paths: containers.BuildPaths  # the build's folders (Odoo's data dir taken over too)
+    data_dir: str | None = None   # Odoo's data dir when it is not the build's own
+
+
 def run(svc, build: dict) -> None:
     with svc.db.transaction() as conn:
         project = projects_store.project_by_id(conn, build["project_id"])
-        branch = conn.execute("SELECT * FROM branches WHERE id = %s",
-                              (build["branch_id"],)).fetchone()
-        previous = builds_store.latest_build(conn, build["branch_id"], ("running", "stopped"))
+        branch = projects_store.get_branch(conn, project, build["branch"])
+        previous = builds_store.latest_build(conn, build["branch_id"],
+                                             (BuildState.RUNNING, BuildState.STOPPED))
     steps = StepRecorder(svc.db, build["id"], STEPS)
     paths = containers.prepare_folders(svc, build["id"])
 
-    modules, _ = common.code_and_image(svc, project, build, paths, steps)
+    code = common.code_and_image(svc, project, build, paths, steps)
 
-    production_db = layout.database_name(svc.config, project["name"], "production")
-    reuse = (branch["push_behaviour"] == "update" and build["trigger"] != "refresh"
-             and previous is not None and previous["database"]
-             and svc.postgres.exists(previous["database"]))
+    reused = previous if reusable(svc, branch, build, previous) else None
     with steps.step("database") as out:
-        if reuse:
-            paths = take_over(svc, build, previous)
-            build["deploy"] = "update"
-        elif svc.postgres.exists(production_db):
-            copy_production(svc, project, build, production_db, paths)
-            build["deploy"] = "copy"
-        else:
-            build["database"] = layout.database_name(svc.config, project["name"], build["id"])
-            svc.postgres.ensure_role(project["db_role"], project["db_password"])
-            svc.postgres.create_database(build["database"], project["db_role"], replace=True)
-            build["deploy"] = "fresh"
-        common.update(svc, build, database=build["database"], deploy=build["deploy"],
-                      data_dir=build.get("data_dir"))
-        out["detail"] = f"{build['deploy']}: {build['database']}"
+        database = choose_database(svc, project, build, reused, paths)
+        common.record(svc, build["id"], database=database.name, deploy=database.deploy,
+                      data_dir=database.data_dir)
+        out["detail"] = f"{database.deploy}: {database.name}"
+    setup = common.setup(project, build, code, database.name, database.paths)
 
     try:
-        if build["deploy"] == "copy":
-            with steps.step("neutralize") as out:
-                neutralize(svc, project, build, paths)
-                out["detail"] = "crons and outgoing mail servers off"
-        else:
-            steps.skip("neutralize", "not a copy of production")
-        with steps.step("mail") as out:
-            out["detail"] = mail_jobs.catch_database_mail(svc, build)
-        common.set_state(svc, build, "installing")
-        with steps.step("update") as out:
-            out["detail"] = update(svc, project, build, modules, paths)
-            # The update's data files may add mail servers; a fresh database has its
-            # tables only now.
-            mail_jobs.catch_database_mail(svc, build)
+        prepare(svc, setup, database.deploy, code, steps)
     except BaseException:
-        if build["deploy"] != "update":  # a half-made copy is never served
-            svc.postgres.drop_database(build["database"])
+        if database.deploy != "update":  # a half-made copy is never served
+            svc.postgres.drop_database(database.name)
         raise
-    common.serve(svc, project, build, steps, "success")
-    if previous is not None and not reuse:
+    containers.serve(svc, setup, steps, "success")
+    if previous is not None and reused is None:
         containers.stop_server(svc, previous, f"replaced by build #{build['id']}")
 
 
-def copy_production(svc, project, build, production_db, paths) -> None:
-    build["database"] = layout.database_name(svc.config, project["name"], build["id"])
-    live_files = (layout.production_data_dir(svc.config, project["name"]) / "filestore"
-                  / production_db)
-    size = svc.postgres.database_size(production_db)
-    filestore.check_free_space(paths.data, 2 * size + production.SNAPSHOT_MARGIN_BYTES)
-    svc.postgres.drop_database(build["database"])
-    svc.postgres.copy_live_database(production_db, build["database"], project["db_role"])
+def reusable(svc, branch: dict, build: dict, previous: dict | None) -> bool:
+    """Does this build take over the previous one's database (push behaviour "update",
+    not a refresh from production, and the database is there)?"""
+    return (branch["push_behaviour"] == "update" and build["trigger"] != "refresh"
+            and previous is not None and bool(previous["database"])
+            and svc.postgres.exists(previous["database"]))
+
+
+def choose_database(svc, project, build, reused: dict | None, paths) -> Database:
+    """The previous build's database (`reused`), else a copy of production, else a
+    fresh one."""
+    if reused is not None:
+        return take_over(svc, build, reused)
+    name = layout.database_name(svc.config, project["name"], str(build["id"]))
+    production_db = layout.production_database(svc.config, project["name"])
+    if svc.postgres.exists(production_db):
+        copy_production(svc, project, name, paths)
+        return Database("copy", name, paths)
+    svc.postgres.ensure_role(project["db_role"], project["db_password"])
+    svc.postgres.create_database(name, project["db_role"], replace=True)
+    return Database("fresh", name, paths)
+
+
+def prepare(svc, setup: containers.OdooSetup, deploy: str, code: common.Code,
+            steps) -> None:
+    """The "neutralize", "mail" and "update" steps: the database made safe and brought
+    to this revision."""
+    if deploy == "copy":
+        with steps.step("neutralize") as out:
+            neutralize(svc, setup)
+            out["detail"] = "crons and outgoing mail servers off"
+    else:
+        steps.skip("neutralize", "not a copy of production")
+    with steps.step("mail") as out:
+        out["detail"] = mail_jobs.catch_database_mail(svc, setup.build_id, setup.database)
+    common.set_state(svc, setup.build_id, BuildState.INSTALLING)
+    with steps.step("update") as out:
+        out["detail"] = update(svc, setup, deploy, code)
+        # The update's data files may add mail servers; a fresh database has its
+        # tables only now.
+        mail_jobs.catch_database_mail(svc, setup.build_id, setup.database)
+
+
+def copy_production(svc, project: dict, name: str, paths) -> None:
+    """A consistent copy of the live production database (it keeps running) and a
+    hard-link copy of its filestore."""
+    production_db = layout.production_database(svc.config, project["name"])
+    live_files = layout.production_filestore(svc.config, project["name"])
+    common.check_room(svc, production_db, paths.data)
+    svc.postgres.drop_database(name)
+    svc.postgres.copy_live_database(production_db, name, project["db_role"])
     if live_files.exists():
-        target = paths.data / "filestore" / build["database"]
+        target = paths.data / "filestore" / name
         filestore.remove_tree(target)
         filestore.hardlink_copy(live_files, target)
     # A copy is another database: its own identity, as `odoo-bin db duplicate` does.
-    svc.postgres.new_identity(build["database"])
+    svc.postgres.new_identity(name)
 
 
-def take_over(svc, build, previous):
+def take_over(svc, build: dict, previous: dict) -> Database:
     """The previous staging build's database and data dir become this build's."""
     containers.stop_server(svc, previous, f"its database moved to build #{build['id']}")
-    build["database"] = previous["database"]
-    build["data_dir"] = previous["data_dir"] or str(
+    data_dir = previous["data_dir"] or str(
         containers.build_paths(svc.config, previous["id"]).data)
     with svc.db.transaction() as conn:
-        builds_store.set_state(conn, previous["id"], "done", database=None)
-    return containers.prepare_folders(svc, build["id"], build["data_dir"])
+        builds_store.set_state(conn, previous["id"], BuildState.DONE, database=None)
+    return Database("update", previous["database"],
+                    containers.prepare_folders(svc, build["id"], data_dir), data_dir)
 
 
-def neutralize(svc, project, build, paths) -> None:
-    args = containers.common_args(svc, project, build, containers.addon_dirs(build))
-    command = odoo.server_command(**args)
+def neutralize(svc, setup: containers.OdooSetup) -> None:
+    command = odoo.server_command(**containers.common_args(svc, setup))
     command.insert(2, "neutralize")
-    code = common.run_oneoff(svc, project, build, command, "neutralize", paths, "neutralize")
+    code = common.run_oneoff(svc, setup, command, "neutralize")
     if code != 0:
         raise BuildFailed(f"neutralize failed (exit code {code}): the copy is dropped and "
                           "never served; see neutralize.log")
 
 
-def update(svc, project, build, modules, paths) -> str:
+def update(svc, setup: containers.OdooSetup, deploy: str, code: common.Code) -> str:
     """Install or update what this revision changes on the database; returns a summary."""
-    if build["deploy"] == "fresh":
-        plan = {"deploy": "fresh", "update": {}, "install": modules,
-                "summary": "no production database yet: install without demo data"}
-    else:
-        plan = production.make_plan(svc, project, build, paths)
-    common.update(svc, build, plan=plan)
-    if not plan["update"] and not plan["install"]:
+    installed = None if deploy == "fresh" else svc.postgres.module_versions(setup.database)
+    plan = make_plan(installed, code.manifests, code.modules, setup.project["odoo_version"])
+    if deploy == "fresh":
+        plan = dataclasses.replace(plan, deploy="fresh")
+    common.record(svc, setup.build_id, plan=plan.as_json())
+    if not plan.update and not plan.install:
         return "nothing to update"
-    command = production.update_command(svc, project, build, plan)
-    code = common.run_oneoff(svc, project, build, command, "update", paths, "update")
-    verdict = odoo.classify(common.read_log(paths, "update"), code,
-                            svc.config.builds.warning_ignore)
-    if code != 0 or verdict.result == "failure":
-        raise BuildFailed(f"the update failed: {verdict.reason or f'exit code {code}'} "
-                          "(see update.log)")
-    return plan["summary"]
+    common.run_update(svc, setup, common.update_command(svc, setup, plan))
+    return plan.summary

@@ -488,6 +488,18 @@ class DockerRuntime:
             if not isinstance(exc.__cause__, docker.errors.NotFound):
                 raise
 
+    def remove_all(self, build_id: int, role: str | None = None, *,
+                   grace: int = 0) -> list[ContainerInfo]:
+        """Remove the build's containers (those of one role, if given), running or not,
+        and return them. With `grace`, a running one first gets SIGTERM and that many
+        seconds to end on its own (a server finishing its requests)."""
+        found = self.find(build_id=build_id, role=role)
+        for info in found:
+            if grace and info.running:
+                self.stop(info.id, timeout=grace)
+            self.remove(info.id)
+        return found
+
     def get(self, container_id_or_name: str) -> ContainerInfo | None:
         container = self._container(container_id_or_name)
         if container is None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from psycopg.types.json import Jsonb
 
 from appliance.errors import NotFound
+from appliance.store import states
+from appliance.store.states import BuildState
 
 # A build in one of these states is being worked on by a worker.
-ACTIVE_STATES = ("preparing", "installing", "testing", "starting")
-FINISHED_STATES = ("running", "stopped", "failed", "done", "dropped")
+ACTIVE_STATES = tuple(state.value for state in states.ACTIVE)
+FINISHED_STATES = tuple(state.value for state in states.FINISHED)
 PRIORITY = {"production": 0, "staging": 5, "development": 10}
 QUEUE_CHANNEL = "appliance_builds"
 
@@ -28,10 +30,10 @@ def enqueue(conn, *, project: dict, branch: dict, commit: str, message: str = ""
 def claim_next(conn) -> dict | None:
     """Take the next queued build for this worker, or None. Two workers never get the same."""
     return conn.execute(
-        """UPDATE builds SET state = 'preparing', started_at = now(), attempts = attempts + 1
-           WHERE id = (SELECT id FROM builds WHERE state = 'queued'
+        """UPDATE builds SET state = %s, started_at = now(), attempts = attempts + 1
+           WHERE id = (SELECT id FROM builds WHERE state = %s
                        ORDER BY priority, id FOR UPDATE SKIP LOCKED LIMIT 1)
-           RETURNING *""").fetchone()
+           RETURNING *""", (BuildState.PREPARING.value, BuildState.QUEUED.value)).fetchone()
 
 
 def get_build(conn, build_id: int) -> dict:
@@ -69,18 +71,28 @@ def _adapt(fields: dict) -> dict:
             for key, value in fields.items()}
 
 
-def set_state(conn, build_id: int, state: str, **fields) -> None:
-    """Move a build to a state, setting any other columns given (JSON lists wrapped)."""
+def set_state(conn, build_id: int, state: str, **fields) -> BuildState:
+    """Move a build to a state, setting any other columns given (JSON lists wrapped), and
+    return the state it was in. A move the table of appliance.store.states does not
+    allow is refused (IllegalMove) and changes nothing; the build's row stays locked to
+    the end of the transaction, so two moves of one build happen one after the other."""
+    row = conn.execute("SELECT state FROM builds WHERE id = %s FOR UPDATE",
+                       (build_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no build #{build_id}")
+    new = states.check_move(build_id, row["state"], state)
     fields = _adapt(fields)
-    assignments = ", ".join(f"{key} = %({key})s" for key in fields)
-    finished = ", finished_at = now()" if state in ("running", "failed", "done") else ""
-    sql = f"UPDATE builds SET state = %(state)s{finished}"
-    if assignments:
-        sql += ", " + assignments
-    conn.execute(sql + " WHERE id = %(id)s", {"state": state, "id": build_id, **fields})
+    assignments = "".join(f", {key} = %({key})s" for key in fields)
+    finished = ", finished_at = now()" if new in states.ENDINGS else ""
+    conn.execute(f"UPDATE builds SET state = %(state)s{finished}{assignments} WHERE id = %(id)s",
+                 {"state": new.value, "id": build_id, **fields})
+    return BuildState(row["state"])
 
 
 def update(conn, build_id: int, **fields) -> None:
+    """Set columns of a build other than its state (which only set_state moves)."""
+    if "state" in fields:
+        raise ValueError("a build's state changes through set_state, which checks the move")
     fields = _adapt(fields)
     assignments = ", ".join(f"{key} = %({key})s" for key in fields)
     conn.execute(f"UPDATE builds SET {assignments} WHERE id = %(id)s", {"id": build_id, **fields})
@@ -94,7 +106,7 @@ def in_flight(conn) -> list[dict]:
 def running_servers(conn) -> list[dict]:
     return conn.execute(
         """SELECT b.*, p.name AS project FROM builds b JOIN projects p ON p.id = b.project_id
-           WHERE b.state = 'running' ORDER BY b.last_used_at""").fetchall()
+           WHERE b.state = %s ORDER BY b.last_used_at""", (BuildState.RUNNING.value,)).fetchall()
 
 
 def touch(conn, build_id: int) -> None:
@@ -170,10 +182,15 @@ def pending_task(conn, build_id: int) -> dict | None:
                            ORDER BY id DESC LIMIT 1""", (build_id,)).fetchone()
 
 
-def branch_busy(conn, branch_id: int) -> bool:
-    """Is a build of this branch queued or being worked on?"""
+def branch_busy(conn, branch_id: int, lock: bool = False) -> bool:
+    """Is a build of this branch queued or being worked on? With `lock`, the branch's row
+    stays locked to the end of the transaction: two requests that ask at once get their
+    answers one after the other, so they cannot both queue a build."""
+    if lock:
+        conn.execute("SELECT 1 FROM branches WHERE id = %s FOR UPDATE", (branch_id,))
     return conn.execute("SELECT 1 FROM builds WHERE branch_id = %s AND state = ANY(%s)",
-                        (branch_id, ["queued", *ACTIVE_STATES])).fetchone() is not None
+                        (branch_id, [BuildState.QUEUED.value, *ACTIVE_STATES])
+                        ).fetchone() is not None
 
 
 def latest_build(conn, branch_id: int, states: tuple[str, ...] | None = None) -> dict | None:
@@ -182,3 +199,49 @@ def latest_build(conn, branch_id: int, states: tuple[str, ...] | None = None) ->
                             (branch_id,)).fetchone()
     return conn.execute("""SELECT * FROM builds WHERE branch_id = %s AND state = ANY(%s)
                            ORDER BY id DESC LIMIT 1""", (branch_id, list(states))).fetchone()
+
+
+def last_stopped_before(conn, branch_id: int, build_id: int) -> dict | None:
+    """The branch's newest stopped build older than `build_id` (the last good one)."""
+    return conn.execute(
+        """SELECT * FROM builds WHERE branch_id = %s AND id < %s AND state = %s
+           ORDER BY id DESC LIMIT 1""",
+        (branch_id, build_id, BuildState.STOPPED.value)).fetchone()
+
+
+def ids_with_server(conn) -> set[int]:
+    """The builds whose server container should be there: running or starting."""
+    rows = conn.execute("SELECT id FROM builds WHERE state = ANY(%s)",
+                        ([BuildState.RUNNING.value, BuildState.STARTING.value],))
+    return {row["id"] for row in rows}
+
+
+def collectable(conn, dev_keep_seconds: float) -> list[dict]:
+    """Builds due for collection, oldest first: development builds older than
+    `dev_keep_seconds` that ended, and the staging builds of a staging branch older than
+    its newest running one. Never production."""
+    ended = [BuildState.RUNNING.value, BuildState.STOPPED.value, BuildState.FAILED.value]
+    return conn.execute(
+        """SELECT b.* FROM builds b
+           WHERE b.stage = 'development' AND b.state = ANY(%(ended)s)
+             AND b.created_at < now() - make_interval(secs => %(keep)s)
+           UNION
+           SELECT b.* FROM builds b JOIN branches br ON br.id = b.branch_id
+           WHERE b.stage = 'staging' AND br.stage = 'staging'
+             AND b.state = ANY(%(replaced)s)
+             AND b.id < (SELECT max(id) FROM builds
+                         WHERE branch_id = b.branch_id AND state = %(running)s)
+           ORDER BY id""",
+        {"ended": ended, "replaced": [*ended, BuildState.DONE.value],
+         "running": BuildState.RUNNING.value, "keep": dev_keep_seconds}).fetchall()
+
+
+def database_shared(conn, database: str, build_id: int) -> bool:
+    """Is `database` also another build's (staging's "update" hands it over)?"""
+    return conn.execute("SELECT 1 FROM builds WHERE database = %s AND id <> %s",
+                        (database, build_id)).fetchone() is not None
+
+
+def requeue_running_tasks(conn) -> int:
+    """Tasks a stop cut short are queued again; returns how many."""
+    return conn.execute("UPDATE tasks SET state = 'queued' WHERE state = 'running'").rowcount

@@ -217,7 +217,7 @@ def test_rebuild_queues_a_build_and_is_refused_while_one_is_queued(client_as, db
     assert len(builds_of(db, people["project"], "feature/cart")) == 1
 
     with db.transaction() as conn:
-        store_builds.set_state(conn, build["id"], "done", result="success")
+        store_builds.set_state(conn, build["id"], "running", result="success")
     fragment = client.get("/projects/acme/branches/feature/cart",
                           headers={"HX-Request": "true"}).get_data(as_text=True)
     assert fragment.lstrip().startswith('<section id="branch-status"')
