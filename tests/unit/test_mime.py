@@ -136,3 +136,13 @@ def test_a_part_with_broken_base64_still_downloads():
     assert [a.content_type for a in readable.attachments] == ["application/octet-stream"]
     found, data = mime.attachment(raw, 0)
     assert found.filename and isinstance(data, bytes)
+
+
+def test_the_index_of_a_well_formed_multipart_message_is_not_malformed():
+    summary = mime.summary(rich_message())
+    assert not summary["malformed"]
+    assert summary["subject"] == "Ihre Rechnung – März"
+
+
+def test_the_index_marks_a_header_block_starting_with_a_continuation_malformed():
+    assert mime.summary(b" X: y\r\nSubject: a\r\n\r\nbody")["malformed"]
