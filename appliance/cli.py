@@ -13,6 +13,7 @@ import click
 
 from appliance import config as config_mod
 from appliance import layout, mime
+from appliance.cli_backup import backup
 from appliance.errors import ApplianceError, UserError
 from appliance.runtime import buildfs
 from appliance.store import builds as builds_store
@@ -391,6 +392,9 @@ def doctor(obj):
                  "cloned" if (svc.config.paths.odoo / "src" / version / "odoo-bin").exists()
                  else f"to be cloned from {spec.source} at {spec.ref}")
         click.echo(f"odoo {version}: {state}")
+
+
+cli.add_command(backup)
 
 
 def main() -> None:

@@ -146,6 +146,19 @@ class GitConfig:
 
 
 @dataclass
+class BackupConfig:
+    daily: bool = True
+    daily_first_hour: int = 1
+    daily_hours: int = 4
+    jitter_seconds: int = 600
+    keep_daily: int = 7
+    keep_weekly: int = 4
+    keep_monthly: int = 3
+    keep_other_days: int = 14
+    lock_wait_minutes: int = 180
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -156,6 +169,7 @@ class Config:
     builds: BuildsConfig = field(default_factory=BuildsConfig)
     mail: MailConfig = field(default_factory=MailConfig)
     git: GitConfig = field(default_factory=GitConfig)
+    backup: BackupConfig = field(default_factory=BackupConfig)
     source: Path | None = None
 
     def odoo_version(self, version: str) -> OdooVersion:
@@ -169,7 +183,7 @@ class Config:
 SECTIONS = {
     "server": ServerConfig, "paths": PathsConfig, "database": DatabaseConfig,
     "workers": WorkersConfig, "runtime": RuntimeConfig, "builds": BuildsConfig,
-    "mail": MailConfig, "git": GitConfig,
+    "mail": MailConfig, "git": GitConfig, "backup": BackupConfig,
 }
 
 

@@ -17,6 +17,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from waitress import create_server
 
 from appliance.config import Config
+from appliance.jobs import backup as backup_jobs
 from appliance.jobs import containers, gc
 from appliance.jobs import mail as mail_jobs
 from appliance.jobs.queue import BuildQueue
@@ -82,6 +83,7 @@ def _supervised(name: str, func, *args):
 def serve(cfg: Config, ready: threading.Event | None = None) -> None:
     svc = open_services(cfg)
     reconcile(svc)
+    backup_jobs.recover(svc)
     catcher = mail_jobs.start_catcher(svc)
     queue = BuildQueue(svc)
     queue.start()
@@ -92,6 +94,10 @@ def serve(cfg: Config, ready: threading.Event | None = None) -> None:
                       minutes=cfg.builds.gc_interval_minutes, id="gc")
     scheduler.add_job(_supervised("mail-retention", mail_jobs.prune, svc), "interval",
                       minutes=cfg.mail.prune_interval_minutes, id="mail-retention")
+    # Hourly: each production's daily backup comes at its own hour (jobs/backup.py).
+    scheduler.add_job(_supervised("backups", backup_jobs.run_daily, svc), "cron", minute=0,
+                      jitter=cfg.backup.jitter_seconds, coalesce=True, max_instances=1,
+                      id="backups")
     scheduler.start()
     host, _, port = cfg.server.listen.rpartition(":")
     server = create_server(create_app(cfg, svc.db), host=host or "127.0.0.1", port=int(port),

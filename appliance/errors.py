@@ -29,6 +29,10 @@ class DockerError(SystemFailure):
     """The Docker engine refused or failed."""
 
 
+class BackupError(SystemFailure):
+    """restic, pg_dump or the backup repository failed; the message is theirs."""
+
+
 class ImageBuildError(SystemFailure):
     """A runtime image could not be built; the log says why."""
 

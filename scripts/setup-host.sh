@@ -27,11 +27,11 @@
 set -euo pipefail
 
 PACKAGES=(postgresql docker.io debootstrap git nodejs npm chromium python3-psycopg2
-          python3-venv curl)
+          python3-venv curl restic)
 # A package also counts as present when its command is there: Docker's or NodeSource's
 # own packages (docker-ce, nodejs with npm) conflict with Debian's.
 declare -A COMMANDS=([docker.io]=dockerd [debootstrap]=debootstrap [git]=git [nodejs]=node
-                     [npm]=npm [chromium]=chromium [curl]=curl)
+                     [npm]=npm [chromium]=chromium [curl]=curl [restic]=restic)
 GROUP=${APPLIANCE_PROJECTS_GROUP:-appliance_projects}
 DB_USER=${APPLIANCE_DB_USER:-appliance}
 DB_NAME=${APPLIANCE_DB_NAME:-appliance}
