@@ -1,27 +1,36 @@
-"""Shared fixtures: a scratch state database, a test config, the stand-in Odoo.
+"""Shared fixtures: a scratch state database, a test config, the stand-in Odoo, and the
+fixed people of permission tests (as healthchecks' BaseTestCase has them): `owner` (an
+admin of project `acme`), `member` (a developer of it), `outsider` (no role in it) and
+`admin` (an appliance administrator), with `make_build` and a Flask client per person.
 
-The host must have been set up by `scripts/setup-host.sh var` (what `make test` does):
-PostgreSQL with the appliance's role, whose password is in var/db-password.
+Paths and scratch databases are in tests/host.py (re-exported here for older imports);
+helpers of the web tests in tests/helpers_web.py. A run drops at its end every scratch
+database it left (a failed fixture or test included), and at its start those of runs
+whose process is gone.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from appliance import config as config_mod
+from appliance.store import builds as store_builds
 from appliance.store import db as store_db
+from appliance.store import projects as store_projects
+from appliance.store import users as store_users
+from appliance.web.app import create_app
+from tests.helpers_web import PASSWORD, login
+from tests.host import (ADDONS, ROOT, STATE_DIR, STUB_ODOO, TEST_PACKAGES,  # noqa: F401
+                        admin_conninfo, create_scratch_database, db_password,
+                        drop_scratch_database, sweep_scratch_databases)
 
-ROOT = Path(__file__).resolve().parent.parent
-STATE_DIR = Path(os.environ.get("APPLIANCE_TEST_STATE", ROOT / "var"))
-STUB_ODOO = ROOT / "tests" / "odoo_stub"
-ADDONS = ROOT / "tests" / "addons"
-# Enough to run the stand-in: small, so a fresh machine builds the image in about a minute.
-TEST_PACKAGES = ["python3", "python3-psycopg2", "python3-pip", "ca-certificates"]
+log = logging.getLogger(__name__)
+
 KEEP_TABLES = {"schema_migrations", "appliance_instance"}
 
 
@@ -37,32 +46,16 @@ def pytest_report_header(config):
     return lines
 
 
-def db_password() -> str:
-    path = STATE_DIR / "db-password"
-    if not path.exists():
-        pytest.skip(f"no state database set up ({path} missing): run `make test`")
-    return path.read_text().strip()
+def pytest_sessionstart(session):
+    stale = sweep_scratch_databases(mine=False)
+    if stale:
+        log.warning("dropped scratch databases of runs that are gone: %s", ", ".join(stale))
 
 
-def admin_conninfo(dbname: str = "appliance") -> str:
-    return psycopg.conninfo.make_conninfo(host="127.0.0.1", dbname=dbname, user="appliance",
-                                          password=db_password())
-
-
-def create_scratch_database(name: str) -> None:
-    with psycopg.connect(admin_conninfo(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def drop_scratch_database(name: str) -> None:
-    with psycopg.connect(admin_conninfo(), autocommit=True) as conn:
-        try:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        except psycopg.errors.InsufficientPrivilege:
-            rows = conn.execute("SELECT usename, application_name, state, query FROM "
-                                "pg_stat_activity WHERE datname = %s", (name,)).fetchall()
-            raise AssertionError(f"cannot drop {name}: still connected: {rows}") from None
+def pytest_sessionfinish(session, exitstatus):
+    left = sweep_scratch_databases(mine=True)
+    if left:
+        log.warning("dropped scratch databases this run left behind: %s", ", ".join(left))
 
 
 def make_config(tmp_path: Path, dbname: str, **sections) -> config_mod.Config:
@@ -101,13 +94,69 @@ def config(tmp_path, state_dbname):
 def db(config):
     """The migrated state database, emptied before each test."""
     database = store_db.Database(config.database, max_size=4).open()
-    store_db.migrate(database)
-    with database.transaction() as conn:
-        tables = [row["tablename"] for row in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
-        tables = [t for t in tables if t not in KEEP_TABLES]
-        if tables:
-            conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables)
-                         + " RESTART IDENTITY CASCADE")
-    yield database
-    database.close()
+    try:
+        store_db.migrate(database)
+        with database.transaction() as conn:
+            tables = [row["tablename"] for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+            tables = [t for t in tables if t not in KEEP_TABLES]
+            if tables:
+                conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables)
+                             + " RESTART IDENTITY CASCADE")
+        yield database
+    finally:
+        database.close()
+
+
+# The people of permission tests, their project, its builds, a signed-in client each
+
+@pytest.fixture
+def people(db):
+    """owner (admin of `acme`), member (developer of it), outsider (nothing), admin (of
+    the appliance), all with PASSWORD, and the project `acme`."""
+    with db.transaction() as conn:
+        found = {name: store_users.create_user(conn, name, PASSWORD, is_admin=name == "admin")
+                 for name in ("owner", "member", "outsider", "admin")}
+        project = store_projects.create_project(conn, "acme", "18.0", "appl_")
+        store_users.add_member(conn, project["id"], found["owner"]["id"], "admin")
+        store_users.add_member(conn, project["id"], found["member"]["id"], "developer")
+    found["project"] = project
+    return found
+
+
+@pytest.fixture
+def make_build(db, people):
+    """A build of `acme` on a branch (created on first use), with any column overridden."""
+    def make(branch="main", commit="0123456789abcdef0123456789abcdef01234567",
+             message="Add the shop", author="Ada <ada@example.com>", **overrides):
+        with db.transaction() as conn:
+            project = people["project"]
+            branch_row, _ = store_projects.ensure_branch(conn, project, branch)
+            build = store_builds.enqueue(conn, project=project, branch=branch_row, commit=commit,
+                                         message=message, author=author)
+            state = overrides.pop("state", None)
+            if state:  # a made-up row: put in its state, not moved there step by step
+                conn.execute("UPDATE builds SET state = %s WHERE id = %s", (state, build["id"]))
+            if overrides:
+                store_builds.update(conn, build["id"], **overrides)
+            return store_builds.get_build(conn, build["id"])
+    return make
+
+
+@pytest.fixture
+def app(config, db):
+    """The web app on the test's state database; errors raise in the test (TESTING)."""
+    app = create_app(config, db)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def client_as(app, people):
+    """A Flask test client signed in as one of `people`."""
+    def make(name: str):
+        client = app.test_client()
+        response = login(client, name)
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return client
+    return make

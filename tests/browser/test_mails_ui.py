@@ -16,11 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from appliance import mime
-from appliance.store import builds as store_builds
 from appliance.store import mails as store_mails
-from appliance.store import projects as store_projects
-from tests.browser.test_ui import (LIVE_TIMEOUT_MS, base_url, browser, build,  # noqa: F401
-                                   expect, sign_in)
+from tests.browser.helpers import LIVE_TIMEOUT_MS, expect, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -70,13 +67,9 @@ def outside():
 
 
 @pytest.fixture
-def feature_build(db, build):
+def feature_build(make_build):
     """A development build of acme (on `feature`), whose mail is caught."""
-    with db.transaction() as conn:
-        project = store_projects.get_project(conn, "acme")
-        branch, _ = store_projects.ensure_branch(conn, project, "feature")
-        return store_builds.enqueue(conn, project=project, branch=branch, commit="f" * 40,
-                                    message="Send mail", author="Ada")
+    return make_build("feature", commit="f" * 40, message="Send mail", author="Ada")
 
 
 def add_mail(db, sender: dict, raw: bytes) -> int:

@@ -8,8 +8,7 @@ import re
 import pytest
 
 from appliance.store import builds as store_builds
-from tests.browser.test_stages_ui import branch, work  # noqa: F401
-from tests.browser.test_ui import LIVE_TIMEOUT_MS, base_url, browser, build, expect, page  # noqa: F401
+from tests.browser.helpers import LIVE_TIMEOUT_MS, branch, expect
 
 pytestmark = pytest.mark.browser
 

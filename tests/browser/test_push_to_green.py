@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-from tests.browser.test_ui import sign_in
+from tests.browser.helpers import expect, launch, playwright_sync, sign_in
 from tests.integration.harness import Appliance, make_repo, push
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
 
-CHROMIUM = Path("/usr/bin/chromium")
-playwright_sync = pytest.importorskip("playwright.sync_api")
-expect = playwright_sync.expect
-if not CHROMIUM.exists():
-    pytest.skip("no Chromium at /usr/bin/chromium (apt-get install chromium)",
-                allow_module_level=True)
 # A build takes a few seconds on a warm machine; the first one may build an image.
 BUILD_TIMEOUT_MS = 240_000
 
@@ -29,10 +22,7 @@ def test_a_pushed_branch_turns_green_in_the_browser_and_its_log_arrives(tmp_path
         token = app.make_user("admin")
         app.make_project("acme")
         with playwright_sync.sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True,
-                args=["--no-sandbox", "--disable-background-networking",
-                      "--disable-component-update", "--disable-sync", "--disable-gpu"])
+            browser = launch(p)
             page = browser.new_page()
             errors = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -1,7 +1,7 @@
 """Moving and merging branches by drag and drop on the project page, in a real browser.
 
-The project's bare repository receives real commits (tests/integration/test_web_stages's
-Work); the page, its script and the server do the rest.
+The project's bare repository receives real commits (the `work` fixture); the page, its
+script and the server do the rest.
 """
 
 from __future__ import annotations
@@ -12,22 +12,9 @@ import pytest
 
 from appliance.store import builds as store_builds
 from appliance.store import projects as store_projects
-from tests.browser.test_ui import LIVE_TIMEOUT_MS, base_url, browser, build, expect, page  # noqa: F401
-from tests.integration.test_web_stages import Work
+from tests.browser.helpers import LIVE_TIMEOUT_MS, branch, expect
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def work(config, db, build, tmp_path):
-    """acme's `main` (production, with the queued build of test_ui's fixture) and
-    `feature` started from it (development)."""
-    with db.transaction() as conn:
-        project = store_projects.get_project(conn, "acme")
-    work = Work(config, db, project, tmp_path / "work")
-    work.commit("Add the shop", {"shop/models.py": "price = 1\n"})
-    work.commit("Add the cart", {"shop/cart.py": "items = []\n"}, branch="feature", start="main")
-    return work
 
 
 @pytest.fixture
@@ -41,10 +28,6 @@ def dialogs(page):
 
     page.on("dialog", accept)
     return messages
-
-
-def branch(page, name: str):
-    return page.locator(f'.branch[data-branch="{name}"]')
 
 
 def stage_title(page, stage: str):
@@ -85,7 +68,7 @@ def test_dragging_onto_a_branch_that_conflicts_names_the_file(page, base_url, wo
 def test_a_clean_merge_by_drag_adds_a_build_to_the_target(page, base_url, work, db, dialogs):
     page.goto(f"{base_url}/projects/acme")
     cells = branch(page, "main").locator("a.cell")
-    expect(cells).to_have_count(1)  # test_ui's queued build
+    expect(cells).to_have_count(1)  # the queued `build`
     branch(page, "feature").drag_to(branch(page, "main"))
     expect(page.locator(".flash")).to_contain_text("Merged feature into main (fast-forward)")
     assert dialogs == ["Merge feature into main?"]

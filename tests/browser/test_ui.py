@@ -7,94 +7,16 @@ through the store and on disk, as the workers would, and the page must follow by
 from __future__ import annotations
 
 import re
-import threading
 from pathlib import Path
 
 import pytest
 
 from appliance import layout
 from appliance.store import builds as store_builds
-from appliance.store import projects as store_projects
-from appliance.store import users as store_users
 from appliance.web import logstream
-from appliance.web.app import create_app
+from tests.browser.helpers import LIVE_TIMEOUT_MS, expect
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = Path("/usr/bin/chromium")
-HTMX = Path(__file__).resolve().parents[2] / "appliance" / "web" / "static" / "vendor" / "htmx.min.js"
-PASSWORD = "correct horse"
-# Long enough for htmx's 2 s polling plus a slow machine.
-LIVE_TIMEOUT_MS = 8000
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
-expect = playwright_sync.expect
-
-if not CHROMIUM.exists():
-    pytest.skip("no Chromium at /usr/bin/chromium (apt-get install chromium)",
-                allow_module_level=True)
-if not HTMX.exists():
-    pytest.skip("htmx is not in static/vendor: run scripts/copy-assets.sh",
-                allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--disable-gpu"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def base_url(config, db):
-    from waitress import create_server
-
-    config.server.public_url = "http://127.0.0.1"
-    server = create_server(create_app(config, db), host="127.0.0.1", port=0, threads=8)
-    thread = threading.Thread(target=server.run, name="waitress-test", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
-    server.close()
-
-
-@pytest.fixture
-def build(db):
-    """A queued build of project `acme` on `main`, and its owner `owner`."""
-    with db.transaction() as conn:
-        user = store_users.create_user(conn, "owner", PASSWORD)
-        project = store_projects.create_project(conn, "acme", "18.0", "appl_")
-        store_users.add_member(conn, project["id"], user["id"], "admin")
-        branch, _ = store_projects.ensure_branch(conn, project, "main")
-        row = store_builds.enqueue(conn, project=project, branch=branch, commit="c0ffee" + "0" * 34,
-                                   message="First version", author="Ada")
-    return row
-
-
-def sign_in(page, name: str = "owner", password: str = PASSWORD) -> None:
-    """Fill in the login form the page shows and wait until signed in."""
-    page.fill("input[name=name]", name)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    expect(page.locator(".topbar .user-name")).to_contain_text(name)
-
-
-@pytest.fixture
-def page(browser, base_url, build):
-    context = browser.new_context()
-    page = context.new_page()
-    problems = []
-    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    page.goto(base_url + "/")
-    expect(page).to_have_url(re.compile(r"/login"))
-    sign_in(page)
-    yield page
-    context.close()
-    assert not problems, problems  # no script errors, nothing refused by the CSP
 
 
 def append(path: Path, text: str) -> None:

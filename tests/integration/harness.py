@@ -17,6 +17,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psycopg
+
 from appliance import config as config_mod
 from appliance.services import Services
 from appliance.jobs import containers
@@ -24,8 +26,8 @@ from appliance.store import builds as builds_store
 from appliance.store import mails as mails_store
 from appliance.store import db as store_db
 from appliance.store import users as users_store
-from tests.conftest import (ADDONS, ROOT, STATE_DIR, STUB_ODOO, TEST_PACKAGES,
-                            create_scratch_database, drop_scratch_database)
+from tests.host import (ADDONS, ROOT, STATE_DIR, STUB_ODOO, TEST_PACKAGES,
+                        create_scratch_database, db_password, drop_scratch_database)
 
 FINAL_STATES = ("running", "stopped", "failed", "done", "dropped")
 BUILD_LINE = re.compile(r"build #(\d+) queued: (\S+)")
@@ -92,15 +94,22 @@ class Appliance:
         self.port = free_port()
         self.mail_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        create_scratch_database(self.dbname)
-        self.config_path = write_config(folder, self.dbname, self.port, odoo_source, packages,
-                                        max_servers, self.mail_port)
-        self.config = config_mod.load(self.config_path, env={})
-        self.db = store_db.Database(self.config.database, max_size=4).open()
-        store_db.migrate(self.db)
-        self.svc = Services(self.config, self.db)
         self.process = None
+        self.db = None
         self.log_path = folder / "daemon.log"
+        create_scratch_database(self.dbname)
+        try:
+            self.config_path = write_config(folder, self.dbname, self.port, odoo_source,
+                                            packages, max_servers, self.mail_port)
+            self.config = config_mod.load(self.config_path, env={})
+            self.db = store_db.Database(self.config.database, max_size=4).open()
+            store_db.migrate(self.db)
+            self.svc = Services(self.config, self.db)
+        except BaseException:  # no close() will come: the database must not outlive us
+            if self.db is not None:
+                self.db.close()
+            drop_scratch_database(self.dbname)
+            raise
 
     # -- the daemon ---------------------------------------------------------------
     def start(self) -> None:
@@ -129,21 +138,47 @@ class Appliance:
         return code
 
     def close(self) -> None:
-        if self.process is not None:
+        """Stop the daemon, remove its containers, networks and build databases, drop its
+        state database. Each step runs even when one before it failed (the first failure
+        is raised at the end): a failing test must not leave a database behind."""
+        failures = []
+        for step in (self._stop_daemon, self._remove_containers, self._remove_networks,
+                     self._drop_build_databases, self.db.close,
+                     lambda: drop_scratch_database(self.dbname)):
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 (each step of the clean-up is tried)
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+    def _stop_daemon(self) -> None:
+        if self.process is None:
+            return
+        try:
             self.stop()
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)
+            self.process = None
+            raise
+
+    def _remove_containers(self) -> None:
         for info in self.svc.docker.find():
             self.svc.docker.remove(info.id)
+
+    def _remove_networks(self) -> None:
         with self.db.transaction() as conn:
             projects = [row["name"] for row in conn.execute("SELECT name FROM projects")]
-        for project in projects:  # Docker has room for about 30 networks only
+        for project in projects:  # networks are cut from a pool of the host's addresses
             self.svc.docker.remove_network(project)
+
+    def _drop_build_databases(self) -> None:
         with self.db.transaction() as conn:
             names = [row["database"] for row in conn.execute(
                 "SELECT database FROM builds WHERE database IS NOT NULL")]
         for name in names:
             self.svc.postgres.drop_database(name)
-        self.db.close()
-        drop_scratch_database(self.dbname)
 
     # -- people and projects -------------------------------------------------------
     def make_user(self, name: str = "admin", admin: bool = True) -> str:
@@ -176,6 +211,39 @@ class Appliance:
     def steps(self, build_id: int) -> list[dict]:
         with self.db.transaction() as conn:
             return builds_store.steps(conn, build_id)
+
+
+class ShopWork:
+    """A work tree whose content is replaced by one revision of the shop
+    (tests/addons/stages/<revision>), then pushed to the project `shop` of a daemon whose
+    `admin` has the git token `app.token`."""
+
+    def __init__(self, app: Appliance, folder: Path):
+        self.app, self.folder = app, folder
+        folder.mkdir()
+        git(folder, "init", "-q", "-b", "main")
+
+    def commit(self, revision: str, message: str | None = None) -> None:
+        for entry in self.folder.iterdir():
+            if entry.name != ".git":
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        shutil.copytree(ADDONS / "stages" / revision, self.folder, dirs_exist_ok=True)
+        git(self.folder, "add", "-A")
+        git(self.folder, "commit", "-q", "--allow-empty", "-m", message or revision)
+
+    def push(self, branch: str = "main") -> dict:
+        _, ids = push(self.folder, self.app.remote("shop", "admin", self.app.token), branch)
+        assert len(ids) == 1
+        return self.app.wait_build(ids[0], timeout=240)
+
+
+def sql(dbname: str, query: str, params=()):
+    """A query on one of the host's databases as the appliance's role; its rows, if any."""
+    info = psycopg.conninfo.make_conninfo(host="127.0.0.1", dbname=dbname, user="appliance",
+                                          password=db_password())
+    with psycopg.connect(info, autocommit=True) as conn:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else None
 
 
 def make_repo(folder: Path, addon_set: str | None = None, files: dict | None = None) -> Path:

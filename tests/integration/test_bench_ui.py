@@ -10,7 +10,7 @@ import re
 import subprocess
 import sys
 
-from tests.conftest import ROOT, STATE_DIR, db_password
+from tests.host import ROOT, STATE_DIR, db_password
 
 RESULT_LINE = re.compile(r"project page p95: \d+ ms, \d+ KB")
 

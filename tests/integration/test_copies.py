@@ -11,7 +11,7 @@ import pytest
 from appliance.errors import SystemFailure, UserError
 from appliance.runtime import filestore, postgres
 from appliance.runtime.postgres import Postgres
-from tests.conftest import db_password
+from tests.host import db_password
 
 ROLE_PASSWORD = "copy-test-password"
 

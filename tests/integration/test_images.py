@@ -22,7 +22,7 @@ from appliance.config import RuntimeConfig
 from appliance.errors import ConfigError, ImageBuildError, UserError
 from appliance.runtime import images
 from appliance.runtime.docker import LABEL_PROJECT, DockerRuntime
-from tests.conftest import TEST_PACKAGES
+from tests.host import TEST_PACKAGES
 
 pytestmark = pytest.mark.docker
 

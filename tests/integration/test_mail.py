@@ -27,10 +27,9 @@ from appliance.jobs import gc, stages
 from appliance.jobs import mail as mail_jobs
 from appliance.store import builds as builds_store
 from appliance.store import mails as mails_store
-from tests.conftest import ROOT
-from tests.integration.harness import (Appliance, free_port, mails_of, make_repo, push,
-                                       send_from_odoo, wait_for_mail)
-from tests.integration.test_stages import Work, sql
+from tests.host import ROOT
+from tests.integration.harness import (Appliance, ShopWork, free_port, mails_of, make_repo,
+                                       push, send_from_odoo, sql, wait_for_mail)
 
 # The relay of the test, like the catcher, takes logins without TLS.
 pytestmark = [pytest.mark.docker,
@@ -67,9 +66,10 @@ class Relay:
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     appliance = Appliance(tmp_path_factory.mktemp("mail"), "mail")
-    relay = Relay(appliance.svc.docker.gateway())
-    relay.controller.start()
+    relay = None
     try:
+        relay = Relay(appliance.svc.docker.gateway())
+        relay.controller.start()
         appliance.start()
         appliance.token = appliance.make_user("admin")
         appliance.make_project("shop")
@@ -81,7 +81,8 @@ def app(tmp_path_factory):
         appliance.host = mail_jobs.endpoint(appliance.svc)[0]
         yield appliance
     finally:
-        relay.controller.stop()
+        if relay is not None:
+            relay.controller.stop(no_assert=True)
         appliance.close()
 
 
@@ -91,7 +92,7 @@ def builds(app, tmp_path_factory):
     which the test turns off so that the relay of the settings is used), two development
     builds and a staging copy of production."""
     folder = tmp_path_factory.mktemp("work")
-    work = Work(app, folder / "shop")
+    work = ShopWork(app, folder / "shop")
     work.commit("v1")
     production = work.push()
     assert production["state"] == "running", production["reason"]

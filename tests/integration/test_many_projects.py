@@ -13,7 +13,7 @@ import pytest
 from appliance.config import RuntimeConfig
 from appliance.errors import ConfigError, DockerError
 from appliance.runtime.docker import DockerRuntime
-from tests.conftest import ROOT
+from tests.host import ROOT
 from tests.integration.harness import Appliance, make_repo, push
 
 pytestmark = pytest.mark.docker

@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from appliance import layout
-from tests.conftest import ROOT
+from tests.host import ROOT
 from tests.integration.harness import Appliance, git, make_repo, push
 
 pytestmark = pytest.mark.docker

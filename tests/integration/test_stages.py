@@ -7,22 +7,19 @@ a real daemon; production's database and filestore are inspected directly.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from appliance import layout
 from appliance.jobs import gc
-from tests.conftest import ADDONS, ROOT, db_password
-from tests.integration.harness import Appliance, git, push
+from tests.host import ROOT, db_password
+from tests.integration.harness import Appliance, ShopWork, git, sql
 
 pytestmark = pytest.mark.docker
-STAGES = ADDONS / "stages"
 
 
 @pytest.fixture
@@ -35,36 +32,6 @@ def app(tmp_path):
         yield appliance
     finally:
         appliance.close()
-
-
-class Work:
-    """A work tree whose content is replaced by one revision of the shop, then pushed."""
-
-    def __init__(self, app, folder: Path):
-        self.app, self.folder = app, folder
-        folder.mkdir()
-        git(folder, "init", "-q", "-b", "main")
-
-    def commit(self, revision: str, message: str | None = None) -> None:
-        for entry in self.folder.iterdir():
-            if entry.name != ".git":
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-        shutil.copytree(STAGES / revision, self.folder, dirs_exist_ok=True)
-        git(self.folder, "add", "-A")
-        git(self.folder, "commit", "-q", "--allow-empty", "-m", message or revision)
-
-    def push(self, branch: str = "main") -> dict:
-        _, ids = push(self.folder, self.app.remote("shop", "admin", self.app.token), branch)
-        assert len(ids) == 1
-        return self.app.wait_build(ids[0], timeout=240)
-
-
-def sql(dbname: str, query: str, params=()):
-    info = psycopg.conninfo.make_conninfo(host="127.0.0.1", dbname=dbname, user="appliance",
-                                          password=db_password())
-    with psycopg.connect(info, autocommit=True) as conn:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else None
 
 
 def dump(dbname: str) -> str:
@@ -95,7 +62,7 @@ def serves(app, build) -> bool:
 @pytest.fixture
 def live(app, tmp_path):
     """Production deployed from v1, with an order and a filestore file of its own."""
-    work = Work(app, tmp_path / "work")
+    work = ShopWork(app, tmp_path / "work")
     work.commit("v1")
     first = work.push()
     assert (first["state"], first["result"], first["deploy"]) == ("running", "success", "first"), \
@@ -145,7 +112,7 @@ def test_a_failing_update_restores_database_and_filestore_and_the_previous_revis
     assert files_of(files) == files_before
     again = app.wait_build(first["id"])
     assert again["state"] == "running" and serves(app, again)
-    assert not app.svc.postgres.databases(f"appl_shop_snap_")
+    assert not app.svc.postgres.databases("appl_shop_snap_")
 
 
 def test_staging_is_a_neutralized_copy_of_production(app, live, tmp_path):

@@ -42,10 +42,10 @@ def app(tmp_path, monkeypatch):
     def make(grace: float) -> Appliance:
         monkeypatch.setenv("APPLIANCE_WORKERS_STOP_GRACE_SECONDS", str(grace))
         made = Appliance(tmp_path, "drain")
+        apps.append(made)  # closed at the end even when it fails to start
         made.start()
         made.token = made.make_user("admin")
         made.make_project("drain")
-        apps.append(made)
         return made
     apps: list[Appliance] = []
     yield make

@@ -1,7 +1,7 @@
 """The web UI through Flask's test client, against a real state database.
 
-Permissions are checked with fixed users: the project's owner (a project admin), a
-member (developer), an outsider, and a site administrator.
+Permissions are checked with the fixed users of tests/conftest.py: the project's owner (a
+project admin), a member (developer), an outsider, and a site administrator.
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ import pytest
 from appliance import layout
 from appliance.store import builds as store_builds
 from appliance.store import projects as store_projects
-from appliance.store import users as store_users
 from appliance.web import logstream
 from appliance.web.app import create_app
-
-PASSWORD = "correct horse"
+from tests.helpers_web import PASSWORD, csrf, login
 
 TRACEBACK_LOG = (
     "pip banner line\n"
@@ -30,68 +28,6 @@ TRACEBACK_LOG = (
     "AssertionError: 1 != 2\n"
     "2024-05-01 10:00:02,003 7 WARNING db odoo.models: a warning\n"
 )
-
-
-@pytest.fixture
-def app(config, db):
-    app = create_app(config, db)
-    app.config["TESTING"] = True
-    return app
-
-
-@pytest.fixture
-def people(db):
-    """owner, member, outsider, admin and the project `acme` the first two belong to."""
-    with db.transaction() as conn:
-        found = {name: store_users.create_user(conn, name, PASSWORD, is_admin=name == "admin")
-                 for name in ("owner", "member", "outsider", "admin")}
-        project = store_projects.create_project(conn, "acme", "18.0", "appl_")
-        store_users.add_member(conn, project["id"], found["owner"]["id"], "admin")
-        store_users.add_member(conn, project["id"], found["member"]["id"], "developer")
-    found["project"] = project
-    return found
-
-
-@pytest.fixture
-def make_build(db, people):
-    """A build of `acme` on a branch (created on first use), with any column overridden."""
-    def make(branch="main", commit="0123456789abcdef0123456789abcdef01234567",
-             message="Add the shop", **overrides):
-        with db.transaction() as conn:
-            project = people["project"]
-            branch_row, _ = store_projects.ensure_branch(conn, project, branch)
-            build = store_builds.enqueue(conn, project=project, branch=branch_row, commit=commit,
-                                         message=message, author="Ada <ada@example.com>")
-            state = overrides.pop("state", None)
-            if state:  # a made-up row: put in its state, not moved there step by step
-                conn.execute("UPDATE builds SET state = %s WHERE id = %s", (state, build["id"]))
-            if overrides:
-                store_builds.update(conn, build["id"], **overrides)
-            return store_builds.get_build(conn, build["id"])
-    return make
-
-
-def csrf(client) -> str:
-    with client.session_transaction() as session:
-        if "csrf" not in session:
-            session["csrf"] = "test-token-" + "x" * 20
-        return session["csrf"]
-
-
-def login(client, name: str, password: str = PASSWORD):
-    client.get("/login")
-    return client.post("/login", data={"name": name, "password": password,
-                                       "csrf_token": csrf(client)})
-
-
-@pytest.fixture
-def client_as(app, people):
-    def make(name: str):
-        client = app.test_client()
-        response = login(client, name)
-        assert response.status_code == 302, response.get_data(as_text=True)
-        return client
-    return make
 
 
 def sse_events(body: str) -> list[dict]:

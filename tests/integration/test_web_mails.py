@@ -1,6 +1,6 @@
 """Caught mail in the web UI, and the project's mail settings, through Flask's test client
 against a real state database. Messages are real MIME built with the email package and
-stored as the catcher stores them. Permissions: owner, member, outsider (from test_web).
+stored as the catcher stores them. Permissions: owner, member, outsider.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from appliance.store import mails as store_mails
 from appliance.store import projects as store_projects
 from appliance.store import users as store_users
 from appliance.web import mails as web_mails
-from tests.integration.test_web import app, client_as, csrf, make_build, people  # noqa: F401
+from tests.helpers_web import csrf
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")

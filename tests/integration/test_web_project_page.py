@@ -1,9 +1,9 @@
 """The project page of a project with many branches and builds: its conditional poll, the
 shared merge targets, the development branches shown, the builds API's pages, the indexes.
 
-Flask's test client against a real state database; fixtures from test_web (owner, member,
-outsider and admin users, project `acme`, `make_build`) and test_web_stages (a real bare
-repository for merges).
+Flask's test client against a real state database; the owner, member, outsider and admin
+users, project `acme`, `make_build` and `work` (a real bare repository for merges) are the
+shared fixtures of the conftest.py files.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from appliance.store import builds as store_builds
 from appliance.store import overview
 from appliance.store import projects as store_projects
 from appliance.web import projects as web_projects
-from tests.integration.test_web import app, client_as, csrf, make_build, people  # noqa: F401
-from tests.integration.test_web_stages import flashes, post, work  # noqa: F401
+from tests.helpers_web import flashes, post
 
 HTMX = {"HX-Request": "true"}
 

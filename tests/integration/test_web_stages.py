@@ -1,76 +1,16 @@
 """Moving, merging and rebuilding branches from the web UI, and a branch's page.
 
 A real bare repository (no hooks) receives commits pushed with the git CLI; branch rows
-are created as a push would. Permissions: owner, member, outsider (from test_web).
+are created as a push would (the `work` fixture). Permissions: owner, member, outsider.
 """
 
 from __future__ import annotations
 
-import html
 import re
-from pathlib import Path
 
-import pytest
-
-from appliance.runtime import git as git_runtime
 from appliance.store import builds as store_builds
 from appliance.store import projects as store_projects
-from tests.integration.harness import git
-from tests.integration.test_web import app, client_as, csrf, make_build, people  # noqa: F401
-
-
-class Work:
-    """A work tree pushing into project acme's bare repository."""
-
-    def __init__(self, config, db, project: dict, folder: Path):
-        self.db, self.project = db, project
-        self.bare = config.paths.repos / "acme.git"
-        self.bare.parent.mkdir(parents=True, exist_ok=True)
-        git_runtime.init_repo(self.bare, folder.parent / "nohooks")
-        self.folder = folder
-        folder.mkdir()
-        git(folder, "init", "-q", "-b", "main")
-
-    def commit(self, message: str, files: dict[str, str], branch: str | None = None,
-               start: str | None = None) -> str:
-        """Commit files on branch (created from start if given), push it, record the row."""
-        if start is not None:
-            git(self.folder, "checkout", "-q", "-b", branch, start)
-        elif branch is not None:
-            git(self.folder, "checkout", "-q", branch)
-        for name, text in files.items():
-            path = self.folder / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-        git(self.folder, "add", "-A")
-        git(self.folder, "commit", "-q", "-m", message)
-        current = git(self.folder, "branch", "--show-current").stdout.strip()
-        git(self.folder, "push", "-q", str(self.bare), f"HEAD:refs/heads/{current}")
-        with self.db.transaction() as conn:
-            store_projects.ensure_branch(conn, self.project, current)
-        return self.head(current)
-
-    def head(self, branch: str) -> str | None:
-        return git_runtime.branch_head(self.bare, branch)
-
-
-@pytest.fixture
-def work(config, db, people, tmp_path):
-    """acme with `main` (production) and `feature/cart` started from it (development)."""
-    work = Work(config, db, people["project"], tmp_path / "work")
-    work.commit("Add the shop", {"shop/models.py": "price = 1\n"})
-    work.commit("Add the cart", {"shop/cart.py": "items = []\n"}, branch="feature/cart",
-                start="main")
-    return work
-
-
-def post(client, path: str, **data):
-    return client.post(path, data={"csrf_token": csrf(client), **data})
-
-
-def flashes(page: str) -> list[str]:
-    return [html.unescape(text)
-            for text in re.findall(r'<p class="flash[^"]*"[^>]*>(.*?)</p>', page, re.S)]
+from tests.helpers_web import csrf, flashes, post
 
 
 def stage_of(db, project: dict, name: str) -> str:

@@ -25,13 +25,13 @@ from appliance.store import projects as store_projects
 from appliance.store import users as store_users
 from appliance.web import logstream
 from appliance.web.app import create_app
-from tests.conftest import ROOT
+from tests.helpers_web import PASSWORD, login
+from tests.host import ROOT
 from tests.integration.harness import Appliance, make_repo, push
 
 pytestmark = pytest.mark.docker
 
 SECRET = "TOP-SECRET-HOST-CONTENT"
-PASSWORD = "a long enough password"
 
 HOSTILE_INIT = r'''
 import importlib.util
@@ -213,11 +213,7 @@ def member(app):
     web = create_app(app.config, app.db)
     web.config["TESTING"] = True
     client = web.test_client()
-    client.get("/login")
-    with client.session_transaction() as session:
-        token = session.setdefault("csrf", "t" * 32)
-    response = client.post("/login", data={"name": "member", "password": PASSWORD,
-                                           "csrf_token": token})
+    response = login(client, "member")
     assert response.status_code in (302, 303), response.get_data(as_text=True)[:500]
     return client
 

@@ -21,12 +21,11 @@ import requests
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
-from appliance.store import projects as store_projects
 from appliance.store import users as store_users
 from appliance.web.app import create_app
-from tests.conftest import ROOT, STATE_DIR
+from tests.helpers_web import PASSWORD
+from tests.host import ROOT, STATE_DIR
 
-PASSWORD = "correct horse"
 NEW_PASSWORD = "battery staple"
 ATTACKER = "203.0.113.66"
 ELSEWHERE = "198.51.100.7"
@@ -45,18 +44,9 @@ HOSTILE_NEXT = [
 
 @pytest.fixture
 def app(config, db):
+    """The app as a browser meets it: not TESTING, so a crash answers 500. The people
+    (owner of `acme`, outsider, ...) are those of tests/conftest.py."""
     return create_app(config, db)
-
-
-@pytest.fixture
-def people(db):
-    """owner (member of `acme`), other (another account) and the project `acme`."""
-    with db.transaction() as conn:
-        found = {name: store_users.create_user(conn, name, PASSWORD)
-                 for name in ("owner", "other")}
-        project = store_projects.create_project(conn, "acme", "18.0", "appl_")
-        store_users.add_member(conn, project["id"], found["owner"]["id"], "admin")
-    return found
 
 
 def client_from(app, address: str = ATTACKER):
@@ -179,18 +169,18 @@ def test_after_five_failures_an_account_is_refused_even_the_right_password(
     assert not any(PASSWORD in r.getMessage() or "wrong password" in r.getMessage()
                    for r in caplog.records), "a password was logged"
     # Another account is not locked by this one's failures (from a fresh address).
-    assert login(client_from(app, "192.0.2.1"), "other").status_code == 302
+    assert login(client_from(app, "192.0.2.1"), "outsider").status_code == 302
 
 
 def test_after_five_failures_from_an_address_every_account_is_refused_from_it(app, people):
     client = client_from(app)
     for name in ("ghost1", "ghost2", "ghost3", "ghost4", "ghost5"):
         fail(client, name)
-    response = login(client_from(app), "other", PASSWORD)
+    response = login(client_from(app), "outsider", PASSWORD)
     assert response.status_code == 429
     assert "Too many failed sign-ins" in response.get_data(as_text=True)
     # The accounts themselves are not locked: from another address they sign in.
-    assert login(client_from(app, ELSEWHERE), "other").status_code == 302
+    assert login(client_from(app, ELSEWHERE), "outsider").status_code == 302
 
 
 def test_a_spoofed_forwarded_for_header_does_not_escape_the_address_throttle(app, people):
@@ -198,7 +188,7 @@ def test_a_spoofed_forwarded_for_header_does_not_escape_the_address_throttle(app
     for number in range(5):
         fail(client, f"ghost{number}", headers={"X-Forwarded-For": f"10.0.0.{number}"})
     response = client.post("/login", headers={"X-Forwarded-For": "10.9.9.9"},
-                           data={"name": "other", "password": PASSWORD,
+                           data={"name": "outsider", "password": PASSWORD,
                                  "csrf_token": csrf(client)})
     assert response.status_code == 429
 
@@ -208,11 +198,11 @@ def test_behind_a_local_proxy_each_forwarded_client_is_throttled_on_its_own(app,
     for number in range(5):
         fail(proxy, f"ghost{number}", headers={"X-Forwarded-For": f"10.0.0.1, {ATTACKER}"})
     attacker = proxy.post("/login", headers={"X-Forwarded-For": ATTACKER},
-                          data={"name": "other", "password": PASSWORD, "csrf_token": csrf(proxy)})
+                          data={"name": "outsider", "password": PASSWORD, "csrf_token": csrf(proxy)})
     assert attacker.status_code == 429
     colleague = client_from(app, "127.0.0.1")
     response = colleague.post("/login", headers={"X-Forwarded-For": ELSEWHERE},
-                              data={"name": "other", "password": PASSWORD,
+                              data={"name": "outsider", "password": PASSWORD,
                                     "csrf_token": csrf(colleague)})
     assert response.status_code == 302
 
@@ -298,7 +288,7 @@ def test_logout_ends_the_account_s_other_sessions_too(app, people):
 
 
 def test_a_cookie_is_refused_after_a_password_change(app, people, db):
-    client, bystander = signed_in_client(app), signed_in_client(app, "other")
+    client, bystander = signed_in_client(app), signed_in_client(app, "outsider")
     with db.transaction() as conn:
         store_users.set_password(conn, "owner", NEW_PASSWORD)
     assert not is_signed_in(client)
