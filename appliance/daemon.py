@@ -16,6 +16,7 @@ import threading
 from apscheduler.schedulers.background import BackgroundScheduler
 from waitress import create_server
 
+from appliance import systemd_notify
 from appliance.config import Config
 from appliance.jobs import backup as backup_jobs
 from appliance.jobs import containers, gc
@@ -111,13 +112,18 @@ def serve(cfg: Config, ready: threading.Event | None = None) -> None:
             _exit_now(f"signal {signum} again: exiting now")
         stopping.set()
         log.info("signal %s: stopping", signum)
+        systemd_notify.notify("STOPPING=1\nSTATUS=stopping: running builds finish first")
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    systemd_notify.feed_from_server(server)
     log.info("serving on http://%s (public address %s)", cfg.server.listen, cfg.server.public_url)
     if ready is not None:
         ready.set()
+    # systemd (Type=notify) counts the appliance started only now: migrated, reconciled,
+    # and bound.
+    systemd_notify.notify(f"READY=1\nSTATUS=serving on http://{cfg.server.listen}")
     try:
         server.run()
     except SystemExit:
