@@ -7,7 +7,6 @@ import logging
 import re
 import sys
 import time
-from pathlib import Path
 
 import click
 
@@ -380,18 +379,16 @@ def printable(text: str) -> str:
 
 
 @cli.command()
-@pass_ctx
-def doctor(obj):
-    """Check the state database, the Docker engine and the configured Odoo sources."""
-    svc = obj.services
-    click.echo(f"state database: ok ({svc.config.database.dsn})")
-    click.echo(f"docker engine: {svc.docker.version()}")
-    for version, spec in svc.config.odoo.versions.items():
-        local = Path(spec.source)
-        state = ("local tree" if (local / "odoo-bin").exists() else
-                 "cloned" if (svc.config.paths.odoo / "src" / version / "odoo-bin").exists()
-                 else f"to be cloned from {spec.source} at {spec.ref}")
-        click.echo(f"odoo {version}: {state}")
+@click.pass_context
+def doctor(ctx):
+    """Check what the appliance needs (PostgreSQL, Docker, the base image, disk, the
+    unit) and say how to fix each problem. Exit code 1 when something fails."""
+    from appliance import doctor as checks
+    results = checks.run(ctx.obj.config_path)
+    for check in results:
+        click.echo("\n".join(check.lines()))
+    if any(check.status == "fail" for check in results):
+        sys.exit(1)
 
 
 cli.add_command(backup)
