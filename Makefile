@@ -1,6 +1,7 @@
 # `make run`: set up this machine and run the appliance with a demo project.
 # `make test`: the same set-up, then the whole test suite.
 # Both are safe to re-run; they install only what is missing.
+# `make deb`, `make apt-repo`: the Debian package and a signed apt repository.
 
 VENV    ?= .venv
 STATE   ?= var
@@ -8,6 +9,8 @@ CONFIG  ?= $(STATE)/appliance.toml
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 PYTEST_ARGS ?=
+DEBIAN_STACK ?= 1
+DEBIAN_VENV  ?= .venv-debian
 
 .PHONY: run test host venv assets config image clean
 
@@ -35,8 +38,40 @@ image: config
 run: host venv assets config image
 	PY=$(PY) STATE=$(STATE) CONFIG=$(CONFIG) bash scripts/run-demo.sh
 
-test: host venv assets config image
+test: host venv assets config image $(if $(DEBIAN_STACK),venv-debian)
 	APPLIANCE_TEST_STATE=$(abspath $(STATE)) $(PY) -m pytest -q -ra $(PYTEST_ARGS)
+	$(if $(DEBIAN_STACK),$(DEBIAN_PYTEST))
+
+# The same tests on Debian 12's own python3-* packages, the ones the .deb depends on
+# (packaging/debian-stack.sh): all but the browser tests (Playwright is not in Debian).
+# `make test` runs them after the PyPI run; DEBIAN_STACK= (empty) leaves them out.
+DEBIAN_TESTS ?= tests/unit tests/integration tests/security tests/packaging
+DEBIAN_PYTEST = APPLIANCE_TEST_STATE=$(abspath $(STATE)) APPLIANCE_TEST_DEBIAN_STACK=1 \
+	  $(DEBIAN_VENV)/bin/python -m pytest -q -ra -p no:cacheprovider -m "not browser" \
+	  $(DEBIAN_TESTS) $(PYTEST_ARGS)
+
+$(DEBIAN_VENV)/.installed: pyproject.toml packaging/deb/debian/control packaging/debian-stack.sh
+	bash packaging/debian-stack.sh $(DEBIAN_VENV)
+
+venv-debian: $(DEBIAN_VENV)/.installed
+
+test-debian: host venv-debian assets config image
+	$(DEBIAN_PYTEST)
+
+# Packaging: odoo-appliance_<version>_all.deb from the committed tree (DEB_SOURCE=worktree
+# for this checkout's files; DEB_VERSION to build another version), and a signed apt
+# repository folder holding it (README: Install from apt).
+DEB_OUT  ?= build/deb
+APT_REPO ?= build/apt
+DEB_VERSION ?=
+
+deb:
+	bash packaging/build-deb.sh $(DEB_OUT) $(DEB_VERSION)
+
+apt-repo: deb
+	bash packaging/apt-repo.sh $(APT_REPO) $(DEB_OUT)/odoo-appliance_*_all.deb
+
+.PHONY: venv-debian test-debian deb apt-repo
 
 clean:
-	rm -rf $(VENV) node_modules appliance/web/static/vendor
+	rm -rf $(VENV) $(DEBIAN_VENV) node_modules appliance/web/static/vendor build
