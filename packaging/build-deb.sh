@@ -5,8 +5,11 @@
 # Usage: packaging/build-deb.sh OUTDIR [VERSION]
 #   VERSION      build this version instead of debian/changelog's (a changelog entry
 #                is added to the copy; used for upgrade tests and point releases)
-#   env DEB_SOURCE  HEAD (default): the committed tree, as a release is built;
-#                   worktree: this checkout's files, tracked or not (ignored ones left out)
+#   env DEB_SOURCE  HEAD (default): the committed tree, as a release is built (or any
+#                   other commit); worktree: this checkout's files, tracked or not
+#                   (ignored ones left out)
+#   env DEB_OVERLAY a folder whose files are copied over the tree before the build (the
+#                   upgrade test adds a migration with it)
 #
 # The same commit gives the same .deb, byte for byte: file dates are the changelog's
 # (SOURCE_DATE_EPOCH), and nothing of the build machine goes into the package.
@@ -41,6 +44,9 @@ copy_tree() {
             | (cd "$root" && xargs -0 tar --no-recursion -cf - 2>/dev/null) | tar -xf - -C "$tree"
     else
         git -C "$root" archive --format=tar "${DEB_SOURCE:-HEAD}" | tar -xf - -C "$tree"
+    fi
+    if [ -n "${DEB_OVERLAY:-}" ]; then
+        cp -a "$DEB_OVERLAY/." "$tree/"
     fi
     cp -a "$tree/packaging/deb/debian" "$tree/debian"
 }
