@@ -155,7 +155,7 @@ class BackupConfig:
     keep_weekly: int = 4
     keep_monthly: int = 3
     keep_other_days: int = 14
-    lock_wait_minutes: int = 180
+    lock_wait_minutes: float = 180.0
 
 
 @dataclass

@@ -231,6 +231,8 @@ def _make(svc, repo: Restic, source: content.Source, row: dict, at: datetime | N
                                       time=at, parent=previous and previous["files_snapshot"])
         finally:
             shutil.rmtree(work, ignore_errors=True)
+    log.info("backup #%s: dump %s bytes (%s new), files %s bytes (%s new)", row["id"],
+             dump.bytes, dumped.data_added, files.total_bytes, files.data_added)
     with svc.db.transaction() as conn:
         return backups_store.finish(
             conn, row["id"], "done", seconds=time.monotonic() - started,

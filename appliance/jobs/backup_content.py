@@ -156,7 +156,9 @@ def server_version(svc) -> int:
 
 def odoo_release(svc, version: str) -> dict:
     """version, version_info and major_version of the configured Odoo source, as Odoo's
-    own dumps give them; from the project's version alone when the source cannot say."""
+    own dumps give them; from the project's version alone when the source cannot say.
+    The source is the one the configuration names (never a branch's code): its release
+    module is run in a Python of its own."""
     spec = svc.config.odoo_version(version)
     local = Path(spec.source)
     source = local if (local / "odoo-bin").exists() else svc.config.paths.odoo / "src" / version

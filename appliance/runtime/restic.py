@@ -67,6 +67,7 @@ class Summary:
     total_bytes: int
     total_files: int
     seconds: float
+    unmodified_files: int = 0    # found unchanged against the parent snapshot, not read
     warnings: tuple[str, ...] = ()
 
 
@@ -167,9 +168,10 @@ class Restic:
         """A snapshot of one file, `filename`, whose bytes are `chunks`. When iterating
         them raises, restic is stopped first: no snapshot of a partial stream is made."""
         args = ["backup", "--stdin", "--stdin-filename", filename, *_tags(tags), *_time(time)]
+        source = iter(chunks)
         with self._popen(args, stdin=subprocess.PIPE) as (proc, out, err):
             try:
-                for chunk in chunks:
+                for chunk in source:
                     proc.stdin.write(chunk)
             except BrokenPipeError:
                 pass  # restic ended early: its status and message say why
@@ -179,6 +181,8 @@ class Restic:
             finally:
                 with contextlib.suppress(BrokenPipeError):
                     proc.stdin.close()
+                if hasattr(source, "close"):
+                    source.close()  # a generator left early stops its producer now
             code = proc.wait()
         return _summary(code, "".join(out), "".join(err))
 
@@ -383,7 +387,9 @@ def _summary(code: int, stdout: str, stderr: str) -> Summary:
     return Summary(snapshot_id=summary["snapshot_id"], data_added=summary["data_added"],
                    total_bytes=summary["total_bytes_processed"],
                    total_files=summary["total_files_processed"],
-                   seconds=summary["total_duration"], warnings=tuple(warnings))
+                   seconds=summary["total_duration"],
+                   unmodified_files=summary.get("files_unmodified", 0),
+                   warnings=tuple(warnings))
 
 
 def _snapshot(item: dict) -> Snapshot:

@@ -128,3 +128,21 @@ def test_missing_restic_is_a_clear_error(tmp_path):
     repo = Restic(Repository(str(tmp_path / "r"), Path("/nonexistent")), binary="no-restic-here")
     with pytest.raises(BackupError, match="install the restic package"):
         repo.exists()
+
+
+def test_files_staged_again_as_new_hard_links_are_not_read_again(repo, tmp_path):
+    from appliance.jobs import backup_content as content
+    data = tmp_path / "data"
+    (data / "filestore" / "db" / "ab").mkdir(parents=True)
+    for name in ("ab01", "ab02"):
+        (data / "filestore" / "db" / "ab" / name).write_bytes(os.urandom(50_000))
+    source = content.Source(project={}, branch={}, build={}, database="db", data_dir=data,
+                            build_dir=tmp_path / "build")
+    content.stage(source, tmp_path / "work1")
+    first = repo.backup_paths(["filestore"], tmp_path / "work1", ["project=e"])
+    (data / "filestore" / "db" / "ab" / "ab03").write_bytes(os.urandom(50_000))
+    content.stage(source, tmp_path / "work2")  # other folder, new links: new ctimes
+    second = repo.backup_paths(["filestore"], tmp_path / "work2", ["project=e"],
+                               parent=first.snapshot_id)
+    assert second.unmodified_files == 2 and second.total_files == 3
+    assert 50_000 <= second.data_added < 60_000
