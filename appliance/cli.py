@@ -12,11 +12,13 @@ import click
 
 from appliance import config as config_mod
 from appliance import layout, mime
+from appliance.buildjson import build_json
 from appliance.cli_backup import backup
 from appliance.errors import ApplianceError, UserError
 from appliance.runtime import buildfs
 from appliance.store import builds as builds_store
 from appliance.store import mails as mails_store
+from appliance.store import overview
 from appliance.store import projects as projects_store
 from appliance.store import users as users_store
 
@@ -177,30 +179,18 @@ def build():
     """Builds of branches."""
 
 
-def build_json(cfg, row: dict, steps: list[dict]) -> dict:
-    iso = lambda value: value.isoformat() if value else None  # noqa: E731
-    return {"id": row["id"], "project": row.get("project"), "branch": row["branch"],
-            "commit": row["commit"], "stage": row["stage"], "state": row["state"],
-            "result": row["result"], "reason": row["reason"],
-            "url": layout.build_url(cfg, row), "page": layout.build_page(cfg, row["id"]),
-            "failed_tests": [t["name"] for t in row["failed_tests"]],
-            "created_at": iso(row["created_at"]), "started_at": iso(row["started_at"]),
-            "finished_at": iso(row["finished_at"]),
-            "timings": {s["name"]: s["seconds"] for s in steps if s["seconds"] is not None}}
-
-
 @build.command("list")
 @click.argument("project_name", metavar="PROJECT")
 @click.option("--branch", default=None)
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def build_list(obj, project_name, branch, as_json):
-    """List a project's builds, newest first."""
+    """List a project's builds, newest first (--json: the API's shape, README)."""
     with obj.services.db.transaction() as conn:
         proj = projects_store.get_project(conn, project_name)
         rows = builds_store.list_builds(conn, proj, branch)
-        data = [build_json(obj.services.config, r, builds_store.steps(conn, r["id"]))
-                for r in rows]
+        steps = overview.steps_of_builds(conn, [r["id"] for r in rows])
+    data = [build_json(obj.services.config, r, steps.get(r["id"], [])) for r in rows]
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:

@@ -81,3 +81,19 @@ def steps_of_builds(conn, build_ids: list[int]) -> dict[int, list[dict]]:
     for row in rows:
         by_build.setdefault(row["build_id"], []).append(row)
     return by_build
+
+
+def branch_history(conn, branch_id: int, limit: int = 100,
+                   before: int | None = None) -> list[dict]:
+    """A branch's events, newest first, with the name of the person behind each; with
+    `before`, only those older than that event id (the next page). Each carries its
+    `build_id`; an event recorded with its build only in its data (`{"build": id}`, as
+    older rows have it) gets that one."""
+    return conn.execute(
+        """SELECT e.id, e.project_id, e.branch_id, e.user_id, e.kind, e.message, e.data,
+                  e.created_at, u.name AS user_name,
+                  COALESCE(e.build_id, CASE WHEN e.data->>'build' ~ '^[0-9]{1,9}$'
+                                            THEN (e.data->>'build')::integer END) AS build_id
+           FROM events e LEFT JOIN users u ON u.id = e.user_id
+           WHERE e.branch_id = %s AND (%s::bigint IS NULL OR e.id < %s)
+           ORDER BY e.id DESC LIMIT %s""", (branch_id, before, before, limit)).fetchall()

@@ -8,11 +8,13 @@ import psycopg
 from flask import Blueprint, jsonify, request, url_for
 
 from appliance import layout
+from appliance.buildjson import build_json
 from appliance.errors import UserError
 from appliance.store import builds as store_builds
 from appliance.store import overview
 from appliance.store import projects as store_projects
-from appliance.web.common import config, current_user, db, iso, visible_project
+from appliance.web.common import (config, current_user, db, iso, visible_branch, visible_build,
+                                  visible_project)
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +22,9 @@ blueprint = Blueprint("api", __name__)
 
 # The health check answers within this, even when the state database hangs.
 HEALTH_TIMEOUT_SECONDS = 5
-# At most this many builds per answer, newest first.
+# At most this many builds, or events of a history, per answer, newest first.
 BUILDS_LIMIT = 100
+HISTORY_LIMIT = 100
 
 
 @blueprint.get("/-/health")
@@ -77,9 +80,46 @@ def builds(name: str):
         project = visible_project(conn, name)
         rows = store_builds.list_builds(conn, project, branch, limit=limit, before=before)
         steps = overview.steps_of_builds(conn, [b["id"] for b in rows])
-    response = jsonify([build_json(b, steps.get(b["id"], [])) for b in rows])
+    response = jsonify([build_json(config(), b, steps.get(b["id"], [])) for b in rows])
+    return with_next_page(response, rows, limit, "api.builds", name=name, branch=branch)
+
+
+@blueprint.get("/api/builds/<int:build_id>")
+def build(build_id: int):
+    """One build, in the shape of the builds list (appliance.buildjson)."""
+    with db().transaction() as conn:
+        row, _project = visible_build(conn, build_id)
+        steps = store_builds.steps(conn, build_id)
+    return jsonify(build_json(config(), row, steps))
+
+
+@blueprint.get("/api/projects/<name>/branches/<path:branch>/history")
+def history(name: str, branch: str):
+    """A page of the branch's history (the page's History tab), newest first: pushes'
+    commits, moves, merges, rebuilds, deploys... `?before=<event id>` and `?limit=` (at
+    most HISTORY_LIMIT) page it as the builds list is paged."""
+    before = whole_number_arg("before", 1, 2**63 - 1)
+    limit = whole_number_arg("limit", 1, HISTORY_LIMIT) or HISTORY_LIMIT
+    with db().transaction() as conn:
+        _project, row = visible_branch(conn, name, branch)
+        events = overview.branch_history(conn, row["id"], limit=limit, before=before)
+    response = jsonify([event_json(e) for e in events])
+    return with_next_page(response, events, limit, "api.history", name=name, branch=branch)
+
+
+def event_json(event: dict) -> dict:
+    build_id = event["build_id"]
+    return {"id": event["id"], "kind": event["kind"], "message": event["message"],
+            "build_id": build_id,
+            "build_page": layout.build_page(config(), build_id) if build_id else None,
+            "user": event["user_name"], "data": event["data"],
+            "created_at": iso(event["created_at"])}
+
+
+def with_next_page(response, rows: list[dict], limit: int, endpoint: str, **args):
+    """A full page links the next one (older rows, `before` the last id) in `Link`."""
     if len(rows) == limit:
-        after = url_for("api.builds", name=name, branch=branch, before=rows[-1]["id"],
+        after = url_for(endpoint, **args, before=rows[-1]["id"],
                         limit=request.args.get("limit") and limit)
         response.headers["Link"] = f'<{after}>; rel="next"'
     return response
@@ -90,22 +130,7 @@ def whole_number_arg(name: str, low: int, high: int) -> int | None:
     value = request.args.get(name)
     if value is None or value == "":
         return None
-    well_formed = value.isascii() and value.isdigit() and len(value) <= 10
+    well_formed = value.isascii() and value.isdigit() and len(value) <= 19
     if not well_formed or not low <= int(value) <= high:
         raise UserError(f"{name} must be a whole number from {low} to {high}")
     return int(value)
-
-
-def build_json(build: dict, steps: list[dict]) -> dict:
-    return {
-        "id": build["id"], "project": build["project"], "branch": build["branch"],
-        "stage": build["stage"], "commit": build["commit"], "message": build["commit_message"],
-        "author": build["author"], "state": build["state"], "result": build["result"],
-        "reason": build["reason"], "trigger": build["trigger"], "deploy": build["deploy"],
-        "plan": build["plan"], "url": layout.build_url(config(), build),
-        "page": layout.build_page(config(), build["id"]),
-        "steps": [{"name": s["name"], "state": s["state"], "seconds": s["seconds"]}
-                  for s in steps],
-        "created_at": iso(build["created_at"]), "started_at": iso(build["started_at"]),
-        "finished_at": iso(build["finished_at"]),
-    }

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from flask import Flask, jsonify, make_response, render_template, request
+from flask import (Flask, current_app, flash, jsonify, make_response, redirect,
+                   render_template, request, session)
 from werkzeug.exceptions import HTTPException
 
 from appliance.config import Config
@@ -54,7 +55,7 @@ def create_app(config: Config, db: Database) -> Flask:
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(NotFound, lambda exc: error_page(404, str(exc)))
     app.register_error_handler(PermissionDenied, lambda exc: error_page(403, str(exc)))
-    app.register_error_handler(UserError, lambda exc: error_page(400, str(exc)))
+    app.register_error_handler(UserError, refused)
     return app
 
 
@@ -80,6 +81,24 @@ def http_error(exc: HTTPException):
         if name.lower() not in ("content-type", "content-length"):
             response.headers[name] = value
     return response
+
+
+def refused(exc: UserError):
+    """The one policy for a refused request. A POST of a page's form (its view declares
+    where with common.refusals_back_to) goes back to that page with the reason as an error
+    flash (303); anything else, the API included, gets the reason with a 400."""
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    declared = getattr(view, "refusals_back_to", None)
+    if request.method != "POST" or declared is None:
+        return error_page(400, str(exc))
+    back, keep_form = declared
+    log.info("refused %s %s: %s", request.method, request.path, exc)
+    if keep_form:
+        session[common.REFUSED_FORM] = {
+            key: value for key, value in request.form.items()
+            if key != auth.CSRF_FIELD and "password" not in key}
+    flash(str(exc), "error")
+    return redirect(back(**(request.view_args or {})), code=303)
 
 
 def error_page(code: int, message: str, title: str | None = None):

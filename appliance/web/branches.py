@@ -3,8 +3,9 @@ between stages, merge them, rebuild them.
 
 Branch names may contain '/': the page is the only GET under a branch, and every action
 is a POST whose URL ends in a fixed word, so the two never read the same URL. Refusals
-(a second production branch, a conflicting merge, a build already queued) come back as
-flash messages on the page the form was on.
+(a second production branch, a conflicting merge, a build already queued) are UserErrors:
+the app's one policy brings them back as error flashes on the page the form was on
+(common.refusals_back_to).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import logging
 from flask import Blueprint, abort, flash, redirect, request, url_for
 
 from appliance import layout
-from appliance.errors import UserError
+from appliance.errors import NotFound, UserError
 from appliance.jobs import stages
 from appliance.store import builds as store_builds
+from appliance.store import overview
 from appliance.store import projects as store_projects
 from appliance.web import mails
-from appliance.web.common import config, current_user, db, render, services, visible_branch
+from appliance.web.common import (config, current_user, db, refusals_back_to, render, services,
+                                  visible_branch)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,19 @@ def event_label(kind: str) -> str:
     return EVENT_LABELS.get(kind) or kind.replace("_", " ").capitalize()
 
 
+def project_page(name: str, **_branch) -> str:
+    """Where the project page's forms (moves, merges) come back to."""
+    return url_for("projects.project", name=name)
+
+
+def branch_page(name: str, branch: str) -> str:
+    return url_for("branches.branch", name=name, branch=branch)
+
+
+def settings_tab(name: str, branch: str) -> str:
+    return url_for("branches.branch", name=name, branch=branch, tab="settings")
+
+
 @blueprint.get("/projects/<name>/branches/<path:branch>")
 def branch(name: str, branch: str):
     tab = request.args.get("tab", "history")
@@ -59,7 +75,7 @@ def branch(name: str, branch: str):
         project, row = visible_branch(conn, name, branch)
         builds = store_builds.builds_of_branch(conn, row["id"], BUILDS_SHOWN)
         busy = store_builds.branch_busy(conn, row["id"])
-        events = store_builds.events_of_branch(conn, row["id"]) if tab == "history" else []
+        events = overview.branch_history(conn, row["id"]) if tab == "history" else []
     running = next((b for b in builds if layout.build_url(config(), b)), None)
     return render("branch.html", "_branch_status.html", project=project, branch=row, tab=tab,
                   tabs=TABS, builds=builds, busy=busy, events=events, event_label=event_label,
@@ -68,6 +84,7 @@ def branch(name: str, branch: str):
 
 
 @blueprint.post("/projects/<name>/branches/<path:branch>/stage")
+@refusals_back_to(project_page)
 def move(name: str, branch: str):
     stage = request.form.get("stage", "")
     with db().transaction() as conn:
@@ -75,41 +92,39 @@ def move(name: str, branch: str):
     if row["stage"] == stage:
         flash(f"{branch} is already in {stage}.")
     else:
-        try:
-            stages.move(services(), project, branch, stage, current_user())
-        except UserError as exc:
-            flash(str(exc), "error")
-        else:
-            flash(f"Moved {branch} to {stage}.")
-    return redirect(url_for("projects.project", name=name), code=303)
+        stages.move(services(), project, branch, stage, current_user())
+        flash(f"Moved {branch} to {stage}.")
+    return redirect(project_page(name), code=303)
 
 
 @blueprint.post("/projects/<name>/branches/<path:branch>/merge")
+@refusals_back_to(project_page)
 def merge(name: str, branch: str):
     target = request.form.get("target", "")
     with db().transaction() as conn:
         project, _row = visible_branch(conn, name, branch)
-    if not target:
-        flash("Choose the branch to merge into.", "error")
-        return redirect(url_for("projects.project", name=name), code=303)
-    try:
-        result = stages.merge(services(), project, branch, target, current_user())
-    except UserError as exc:
-        flash(str(exc), "error")
-    else:
-        log.info("%s merged %s/%s into %s (%s)", current_user()["name"], name, branch, target,
-                 result.kind)
-        queued = f": build #{result.build['id']} queued" if result.build else ""
-        flash(f"Merged {branch} into {target} ({result.kind}){queued}.")
-    return redirect(url_for("projects.project", name=name), code=303)
+        if not target:
+            raise UserError("choose the branch to merge into")
+        try:  # typed into the form: a mistake to show, not a page that is not there
+            store_projects.get_branch(conn, project, target)
+        except NotFound as exc:
+            raise UserError(str(exc)) from None
+    result = stages.merge(services(), project, branch, target, current_user())
+    log.info("%s merged %s/%s into %s (%s)", current_user()["name"], name, branch, target,
+             result.kind)
+    queued = f": build #{result.build['id']} queued" if result.build else ""
+    flash(f"Merged {branch} into {target} ({result.kind}){queued}.")
+    return redirect(project_page(name), code=303)
 
 
 @blueprint.post("/projects/<name>/branches/<path:branch>/rebuild")
+@refusals_back_to(branch_page)
 def rebuild(name: str, branch: str):
     return _rebuild(name, branch, "rebuild")
 
 
 @blueprint.post("/projects/<name>/branches/<path:branch>/refresh")
+@refusals_back_to(branch_page)
 def refresh(name: str, branch: str):
     return _rebuild(name, branch, "refresh")
 
@@ -117,19 +132,16 @@ def refresh(name: str, branch: str):
 def _rebuild(name: str, branch: str, trigger: str):
     with db().transaction() as conn:
         project, _row = visible_branch(conn, name, branch)
-    try:
-        build = stages.rebuild(services(), project, branch, current_user(), trigger=trigger)
-    except UserError as exc:
-        flash(str(exc), "error")
-    else:
-        log.info("%s asked for a %s of %s/%s: build #%d", current_user()["name"], trigger, name,
-                 branch, build["id"])
-        what = "Refresh from production" if trigger == "refresh" else "Rebuild"
-        flash(f"{what}: build #{build['id']} queued.")
-    return redirect(url_for("branches.branch", name=name, branch=branch), code=303)
+    build = stages.rebuild(services(), project, branch, current_user(), trigger=trigger)
+    log.info("%s asked for a %s of %s/%s: build #%d", current_user()["name"], trigger, name,
+             branch, build["id"])
+    what = "Refresh from production" if trigger == "refresh" else "Rebuild"
+    flash(f"{what}: build #{build['id']} queued.")
+    return redirect(branch_page(name, branch), code=303)
 
 
 @blueprint.post("/projects/<name>/branches/<path:branch>/settings")
+@refusals_back_to(settings_tab)
 def settings(name: str, branch: str):
     value = request.form.get("push_behaviour", "")
     with db().transaction() as conn:
@@ -142,4 +154,4 @@ def settings(name: str, branch: str):
             raise UserError(f"push behaviour must be one of {', '.join(allowed)}")
         store_projects.set_push_behaviour(conn, row, value)
     flash(f"Push behaviour of {branch}: {allowed[value]}.")
-    return redirect(url_for("branches.branch", name=name, branch=branch, tab="settings"), code=303)
+    return redirect(settings_tab(name, branch), code=303)

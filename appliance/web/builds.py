@@ -12,8 +12,8 @@ from appliance.errors import NotFound, UserError
 from appliance.runtime import buildfs
 from appliance.store import builds as store_builds
 from appliance.web import logstream
-from appliance.web.common import (config, current_user, db, is_finished, is_htmx, render,
-                                  visible_build)
+from appliance.web.common import (config, current_user, db, is_finished, is_htmx,
+                                  refusals_back_to, render, visible_build)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,12 @@ def build(build_id: int):
                   polling=not is_finished(build) or task is not None)
 
 
+def build_page(build_id: int) -> str:
+    return url_for("builds.build", build_id=build_id)
+
+
 @blueprint.post("/builds/<int:build_id>/start")
+@refusals_back_to(build_page)
 def start(build_id: int):
     with db().transaction() as conn:
         build, _project = visible_build(conn, build_id)
@@ -55,7 +60,7 @@ def start(build_id: int):
             log.info("%s asked to start the server of build #%d", current_user()["name"],
                      build_id)
     flash("The server is starting.")
-    return redirect(url_for("builds.build", build_id=build_id), code=303)
+    return redirect(build_page(build_id), code=303)
 
 
 @blueprint.get("/builds/<int:build_id>/logs/<name>")

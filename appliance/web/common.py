@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
-from flask import current_app, g, render_template, request
+from flask import current_app, g, render_template, request, session
 
 from appliance import layout
 from appliance.config import Config
@@ -55,6 +56,28 @@ def is_htmx() -> bool:
 def render(page: str, fragment: str, **context) -> str:
     """The fragment for an htmx request, the whole page otherwise."""
     return render_template(fragment if is_htmx() else page, **context)
+
+
+# The session key under which a refused form's fields wait for the page they go back to.
+REFUSED_FORM = "refused_form"
+
+
+def refusals_back_to(back: Callable[..., str], keep_form: bool = False):
+    """Declare where a POST view's refusals go: a UserError it raises (bad input, a move
+    the rules forbid) is shown as an error flash on the page `back(**view_args)` names,
+    the page its form is on, reached by a 303. The view's transaction is rolled back, so
+    nothing changes. With keep_form, the fields typed (never a password or the CSRF
+    token) are kept for that page to show again (`refused_form`). The app's UserError
+    handler applies this; a view that declares nothing gets the error page (400)."""
+    def mark(view):
+        view.refusals_back_to = (back, keep_form)
+        return view
+    return mark
+
+
+def refused_form() -> dict:
+    """The fields of a form refused just before (see refusals_back_to), once; else {}."""
+    return session.pop(REFUSED_FORM, None) or {}
 
 
 def visible_project(conn, name: str) -> dict:

@@ -20,12 +20,12 @@ from flask import (Blueprint, abort, flash, jsonify, redirect, render_template, 
                    send_file, url_for)
 
 from appliance import mime
-from appliance.errors import SystemFailure, UserError
+from appliance.errors import SystemFailure
 from appliance.jobs import mail as mail_jobs
 from appliance.store import mails as store_mails
 from appliance.store import projects as store_projects
-from appliance.web.common import (current_user, db, is_htmx, render, require_access,
-                                  services, visible_branch, visible_project)
+from appliance.web.common import (current_user, db, is_htmx, refusals_back_to, render,
+                                  require_access, services, visible_branch, visible_project)
 
 log = logging.getLogger(__name__)
 
@@ -156,21 +156,24 @@ def _download(data: bytes, mimetype: str, name: str):
     return response
 
 
+def mail_page(mail_id: int) -> str:
+    return url_for("mails.mail", mail_id=mail_id)
+
+
 @blueprint.post("/mails/<int:mail_id>/release")
+@refusals_back_to(mail_page)
 def release(mail_id: int):
     address = request.form.get("address", "").strip()
     with db().transaction() as conn:
         visible_mail(conn, mail_id)
     try:
         mail_jobs.release(services(), mail_id, address, current_user())
-    except UserError as exc:
-        flash(str(exc), "error")
-    except SystemFailure as exc:
+    except SystemFailure as exc:  # not a refusal: the relay failed, the person may retry
         log.warning("releasing mail #%d to %s failed: %s", mail_id, address, exc)
         flash(f"The relay did not take the message: {exc}", "error")
     else:
         flash(f"Mail #{mail_id} sent to {address}.")
-    return redirect(url_for("mails.mail", mail_id=mail_id), code=303)
+    return redirect(mail_page(mail_id), code=303)
 
 
 # JSON twins

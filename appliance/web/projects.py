@@ -13,7 +13,8 @@ from appliance.errors import PermissionDenied, UserError
 from appliance.store import overview
 from appliance.store import projects as store_projects
 from appliance.web.auth import csrf_token
-from appliance.web.common import config, current_user, db, is_htmx, render, visible_project
+from appliance.web.common import (config, current_user, db, is_htmx, refused_form,
+                                  refusals_back_to, render, visible_project)
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +98,17 @@ def can_manage(conn, project: dict) -> bool:
     return user["is_admin"] or store_projects.member_role(conn, project, user) == "admin"
 
 
-def render_settings(project: dict, editable: bool, *, error: str | None = None,
-                    typed: dict | None = None, status: int = 200):
+def render_settings(project: dict, editable: bool):
+    """The settings form, showing what a refused save had typed (never a password)."""
     shown = {k: v for k, v in project.items() if k not in SECRET_COLUMNS}
+    typed = {k: v for k, v in refused_form().items() if k in shown}
     return render_template("project_settings.html", project=shown, editable=editable,
-                           password_set=bool(project["relay_password"]), error=error,
-                           values={**shown, **(typed or {})}, securities=SECURITY_LABELS), status
+                           password_set=bool(project["relay_password"]),
+                           values={**shown, **typed}, securities=SECURITY_LABELS)
+
+
+def settings_page(name: str) -> str:
+    return url_for("projects.settings", name=name)
 
 
 def _whole_number(form, name: str, label: str) -> int:
@@ -140,19 +146,16 @@ def settings(name: str):
 
 
 @blueprint.post("/projects/<name>/settings")
+@refusals_back_to(settings_page, keep_form=True)
 def save_settings(name: str):
     with db().transaction() as conn:
         project = visible_project(conn, name)
         if not can_manage(conn, project):
             raise PermissionDenied(f"only administrators of {name} may change its settings")
-        try:
-            fields = mail_settings_from(request.form)
-            store_projects.set_mail_settings(conn, project, **fields)
-        except UserError as exc:
-            typed = {k: v for k, v in request.form.items() if k not in SECRET_COLUMNS}
-            return render_settings(project, True, error=str(exc), typed=typed, status=400)
+        fields = mail_settings_from(request.form)
+        store_projects.set_mail_settings(conn, project, **fields)
     log.info("%s changed the mail settings of %s (relay %s:%s, %s, password %s)",
              current_user()["name"], name, fields["relay_host"] or "none", fields["relay_port"],
              fields["relay_security"], "changed" if "relay_password" in fields else "kept")
     flash("Settings saved. Production picks relay changes up at its next deploy or restart.")
-    return redirect(url_for("projects.settings", name=name), code=303)
+    return redirect(settings_page(name), code=303)

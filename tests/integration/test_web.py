@@ -307,7 +307,9 @@ def test_start_server_is_refused_unless_stopped(client_as, db, make_build):
     build = make_build(state="running", host_port=18070)
     client = client_as("owner")
     response = client.post(f"/builds/{build['id']}/start", data={"csrf_token": csrf(client)})
-    assert response.status_code == 400
+    assert response.status_code == 303 and response.headers["Location"] == f"/builds/{build['id']}"
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert f"build #{build['id']} is running: only a stopped build can be started" in page
     with db.transaction() as conn:
         assert store_builds.pending_task(conn, build["id"]) is None
 

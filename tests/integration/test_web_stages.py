@@ -129,7 +129,7 @@ def test_merge_needs_a_target(client_as, work):
     client = client_as("owner")
     response = post(client, "/projects/acme/branches/feature/cart/merge", target="")
     assert flashes(client.get(response.headers["Location"]).get_data(as_text=True)) == [
-        "Choose the branch to merge into."]
+        "choose the branch to merge into"]
 
 
 # Rebuilds
@@ -148,8 +148,9 @@ def test_rebuild_queues_a_build_and_is_refused_while_one_is_queued(client_as, db
     assert build["trigger"] == "rebuild" and build["commit"] == work.head("feature/cart")
     assert "<button type=\"submit\" disabled>Rebuild</button>" in page
     assert 'hx-trigger="every 2s"' in page and f'data-build="{build["id"]}"' in page
-    # The history names the build and links to it.
-    assert f'rebuild: <a href="/builds/{build["id"]}">build #{build["id"]}</a> queued' in page
+    # The history's event links to its build.
+    assert (f'<a class="event-message" href="/builds/{build["id"]}" title="build #{build["id"]}">'
+            f'rebuild: build #{build["id"]} queued</a>') in page
 
     response = post(client, "/projects/acme/branches/feature/cart/rebuild")
     [refusal] = flashes(client.get(response.headers["Location"]).get_data(as_text=True))
@@ -194,8 +195,11 @@ def test_push_behaviour_is_set_on_the_settings_tab(client_as, db, people, work):
     with db.transaction() as conn:
         assert store_projects.get_branch(conn, project, "feature/cart")["push_behaviour"] == "update"
 
-    assert post(client, "/projects/acme/branches/feature/cart/settings",
-                push_behaviour="sometimes").status_code == 400
+    response = post(client, "/projects/acme/branches/feature/cart/settings",
+                    push_behaviour="sometimes")
+    assert response.headers["Location"] == "/projects/acme/branches/feature/cart?tab=settings"
+    assert flashes(client.get(response.headers["Location"]).get_data(as_text=True)) == [
+        "push behaviour must be one of new, update, nothing"]
 
     # Only staging chooses: production always deploys, development always builds.
     for name, says in (("main", "always deploys"), ("hotfix", "makes a new build")):
@@ -203,9 +207,10 @@ def test_push_behaviour_is_set_on_the_settings_tab(client_as, db, people, work):
             work.commit("Fix it", {"shop/fix.py": "x = 1\n"}, branch="hotfix", start="main")
         response = post(client, f"/projects/acme/branches/{name}/settings",
                         push_behaviour="nothing")
-        assert response.status_code == 400
-        assert "only a staging branch has a push behaviour" in response.get_data(as_text=True)
-        page = client.get(f"/projects/acme/branches/{name}?tab=settings").get_data(as_text=True)
+        assert response.status_code == 303
+        page = client.get(response.headers["Location"]).get_data(as_text=True)
+        [refusal] = flashes(page)
+        assert "only a staging branch has a push behaviour" in refusal
         assert says in page and "<select" not in page
         with db.transaction() as conn:
             assert store_projects.get_branch(conn, project, name)["push_behaviour"] == "new"
@@ -241,7 +246,7 @@ def test_history_shows_commits_and_platform_events_newest_first(
     assert "<code class=\"sha\"" in commit and ">abcdef1<" in commit
     assert "Add the shop &lt;b&gt;" in commit and "Ada" in commit
     assert "2024-05-01 10:00:00 UTC" in commit and "owner ·" in commit
-    assert f'href="/builds/{build["id"]}">build #{build["id"]}</a>' in page
+    assert page.count(f'<a class="event-message" href="/builds/{build["id"]}"') == 2
     assert "appliance ·" in page  # events without a person
     assert page.index('id="branch-status"') < page.index('class="card history"')
 
