@@ -43,9 +43,10 @@ test: host venv assets config image $(if $(DEBIAN_STACK),venv-debian)
 	$(if $(DEBIAN_STACK),$(DEBIAN_PYTEST))
 
 # The same tests on Debian 12's own python3-* packages, the ones the .deb depends on
-# (packaging/debian-stack.sh): all but the browser tests (Playwright is not in Debian).
+# (packaging/debian-stack.sh): all but the browser tests (Playwright is not in Debian)
+# and the package's own tests (they test the .deb in a container, whatever runs them).
 # `make test` runs them after the PyPI run; DEBIAN_STACK= (empty) leaves them out.
-DEBIAN_TESTS ?= tests/unit tests/integration tests/security tests/packaging
+DEBIAN_TESTS ?= tests/unit tests/integration tests/security tests/packaging/test_debian_stack.py
 DEBIAN_PYTEST = APPLIANCE_TEST_STATE=$(abspath $(STATE)) APPLIANCE_TEST_DEBIAN_STACK=1 \
 	  $(DEBIAN_VENV)/bin/python -m pytest -q -ra -p no:cacheprovider -m "not browser" \
 	  $(DEBIAN_TESTS) $(PYTEST_ARGS)

@@ -59,11 +59,11 @@ def test_lintian_reports_no_error_and_only_accepted_tags(deb):
 class Container:
     """A Debian 12 container with the package's dependencies, the .deb mounted in it."""
 
-    def __init__(self, image: str, deb):
+    def __init__(self, image: str, deb, options: list[str] = ()):
         self.name = f"appliance-deb-test-{uuid.uuid4().hex[:8]}"
         self.deb = f"/debs/{deb.name}"
         docker("run", "--detach", "--name", self.name, "--volume", f"{deb.parent}:/debs:ro",
-               image, "sleep", "infinity")
+               *options, image, "sleep", "infinity")
 
     def run(self, script: str, check: bool = True, user: str = "root") -> str:
         result = docker("exec", "--user", user, "--env", "DEBIAN_FRONTEND=noninteractive",
