@@ -27,7 +27,8 @@ from appliance.store import mails as mails_store
 from appliance.store import db as store_db
 from appliance.store import users as users_store
 from tests.host import (ADDONS, ROOT, STATE_DIR, STUB_ODOO, TEST_PACKAGES,
-                        create_scratch_database, db_password, drop_scratch_database)
+                        create_scratch_database, db_password, drop_scratch_database,
+                        run_prefix)
 
 FINAL_STATES = ("running", "stopped", "failed", "done", "dropped")
 BUILD_LINE = re.compile(r"build #(\d+) queued: (\S+)")
@@ -58,6 +59,8 @@ data_dir = "{folder / 'data'}"
 [database]
 dsn = "host=127.0.0.1 dbname={dbname} user=appliance"
 password_file = "{STATE_DIR / 'db-password'}"
+role_prefix = "{run_prefix()}"
+db_prefix = "{run_prefix()}"
 
 [workers]
 builds = 2

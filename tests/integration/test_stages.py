@@ -112,7 +112,7 @@ def test_a_failing_update_restores_database_and_filestore_and_the_previous_revis
     assert files_of(files) == files_before
     again = app.wait_build(first["id"])
     assert again["state"] == "running" and serves(app, again)
-    assert not app.svc.postgres.databases("appl_shop_snap_")
+    assert not app.svc.postgres.databases(app.config.database.db_prefix + "shop_snap_")
 
 
 def test_staging_is_a_neutralized_copy_of_production(app, live, tmp_path):
