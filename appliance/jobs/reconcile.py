@@ -94,14 +94,20 @@ def _remove_orphans(svc, report: dict) -> None:
 
 
 def _recover_production(svc, build: dict, report: dict) -> None:
-    """A production deploy cut short is not started over: its snapshot (if it got that
-    far) is put back, the build fails, and the last good revision is started again."""
+    """A production deploy cut short is not started over: its snapshot (if the snapshot
+    step finished) is put back, the build fails, and the last good revision is started
+    again."""
     with svc.db.transaction() as conn:
         project = projects_store.project_by_id(conn, build["project_id"])
+        taken = any(step["name"] == "snapshot" and step["state"] == "done"
+                    for step in builds_store.steps(conn, build["id"]))
     snap = layout.production_snapshot(svc.config, project["name"], build["id"])
     if build["deploy"] == "first":  # nothing was live yet: no half-installed production
         svc.postgres.drop_database(snap.live_database)
-    snapshot.restore(svc, snap, build, "the appliance restarted during the deploy")
+    if taken:  # the update may have begun: production as it was before
+        snapshot.restore(svc, snap, build, "the appliance restarted during the deploy")
+    else:  # cut short before the update: production untouched, a half-made copy goes
+        snapshot.discard(svc, snap)
     with svc.db.transaction() as conn:
         builds_store.skip_pending_steps(conn, build["id"])
         builds_store.set_state(conn, build["id"], BuildState.FAILED, result="failure",
