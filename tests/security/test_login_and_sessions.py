@@ -67,9 +67,14 @@ def login(client, name: str, password: str = PASSWORD, **extra):
 
 
 def session_cookie(client) -> str:
-    cookie = client.get_cookie("appliance_session")
-    assert cookie is not None, "no session cookie"
-    return cookie.value
+    if hasattr(client, "get_cookie"):  # Werkzeug 2.3+
+        cookie = client.get_cookie("appliance_session")
+        value = cookie.value if cookie is not None else None
+    else:  # Debian 12's Werkzeug 2.2 keeps a cookie jar
+        value = next((c.value for c in client.cookie_jar if c.name == "appliance_session"),
+                     None)
+    assert value is not None, "no session cookie"
+    return value
 
 
 def with_cookie(app, value: str):
