@@ -3,6 +3,7 @@
 # front-end assets copied from npm (package-lock.json) at build time.
 #
 # Usage: packaging/build-deb.sh OUTDIR [VERSION]
+#        packaging/build-deb.sh --tools   (only install what building and checking need)
 #   VERSION      build this version instead of debian/changelog's (a changelog entry
 #                is added to the copy; used for upgrade tests and point releases)
 #   env DEB_SOURCE  HEAD (default): the committed tree, as a release is built (or any
@@ -12,13 +13,14 @@
 #                   upgrade test adds a migration with it)
 #
 # The same commit gives the same .deb, byte for byte: file dates are the changelog's
-# (SOURCE_DATE_EPOCH), and nothing of the build machine goes into the package.
+# (SOURCE_DATE_EPOCH), and nothing of the build machine goes into the package. lintian
+# checks it: an error fails the build, other tags are printed.
 set -euo pipefail
 
 BUILD_TOOLS=(debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
-             python3-build python3-installer npm)
+             python3-build python3-installer npm lintian apt-utils gnupg systemd)
 # NodeSource's nodejs (with npm in it) conflicts with Debian's npm: a command counts too.
-declare -A COMMANDS=([npm]=npm)
+declare -A COMMANDS=([npm]=npm [systemd]=systemd-analyze)
 
 die() { printf 'build-deb: %s\n' "$*" >&2; exit 1; }
 
@@ -33,6 +35,7 @@ install_build_tools() {
     [ ${#missing[@]} -eq 0 ] && return
     [ "$(id -u)" -eq 0 ] || die "missing build tools: ${missing[*]} (apt-get install them)"
     echo "build-deb: installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" >/dev/null
 }
@@ -67,7 +70,19 @@ add_version() {
     mv "$tree/debian/changelog.new" "$tree/debian/changelog"
 }
 
+check_package() {
+    local tags
+    tags=$(env PATH=/usr/sbin:/usr/bin:/sbin:/bin lintian --pedantic --display-info \
+               --tag-display-limit 0 "$1" 2>/dev/null) \
+        || { printf '%s\n' "$tags" >&2; die "lintian found errors in $1"; }
+    [ -z "$tags" ] || printf 'build-deb: lintian: %s\n' "$tags" >&2
+}
+
 main() {
+    if [ "${1:-}" = --tools ]; then
+        install_build_tools
+        return
+    fi
     [ $# -ge 1 ] && [ $# -le 2 ] || die "usage: $0 OUTDIR [VERSION]"
     root=$(cd "$(dirname "$0")/.." && pwd)
     mkdir -p "$1"
@@ -83,6 +98,7 @@ main() {
     # Debian's own tools only: no python or pip of a version manager or a venv.
     (cd "$tree" && env PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage -b --no-sign -uc -us >"$work/build.log" 2>&1) \
         || { tail -40 "$work/build.log" >&2; die "dpkg-buildpackage failed"; }
+    check_package "$work/odoo-appliance_${version}_all.deb"
     cp "$work/odoo-appliance_${version}_all.deb" "$out/"
     echo "$out/odoo-appliance_${version}_all.deb"
 }

@@ -100,6 +100,14 @@ def dependency_image() -> str:
     return tag
 
 
+@pytest.fixture(scope="session", autouse=True)
+def packaging_tools():
+    """debhelper, lintian, apt-ftparchive, gpg, systemd-analyze: installed when missing."""
+    result = subprocess.run(["bash", str(ROOT / "packaging" / "build-deb.sh"), "--tools"],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 @pytest.fixture(scope="session")
 def commit() -> str:
     return source_commit()
