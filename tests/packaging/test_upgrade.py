@@ -146,7 +146,7 @@ def test_an_apt_upgrade_keeps_the_build_serving_migrates_and_keeps_the_config_ed
         work = make_repo(tmp_path / "work", "green")
         _, ids = push(work, app.remote("acme", "admin", token), "feature")
         build = app.wait_build(ids[0], timeout=300)
-        assert build["state"] == "running", build
+        assert (build["state"], build["result"]) == ("running", "success"), build
         url = layout.build_url(app.config, build) + "web/health"
         server_started = started_at(app, build["id"])
 
