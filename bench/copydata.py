@@ -1,5 +1,10 @@
 """Test data for the copy benchmarks: a database and a filestore of given sizes, made once
-and kept (in --data, default /var/tmp/appliance-bench) so later runs start at once. Shared by staging_clone.py and prod_snapshot.py."""
+and kept (in --data, default /var/tmp/appliance-bench) so later runs start at once. Shared
+by staging_clone.py and prod_snapshot.py.
+
+With --smoke a bench runs one round on a small database and filestore of its own, made
+for the run and removed after it (the kept ones are not touched): it checks that the
+bench still works; its figures mean nothing."""
 
 from __future__ import annotations
 
@@ -11,7 +16,9 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,8 +30,11 @@ from appliance.runtime.postgres import Postgres  # noqa: E402
 
 ROLE = "appl_bench"
 SOURCE = "appl_bench_source"
-# Rows added per round while the database grows to its size: about 60 MB a round.
+# Rows added per round while the database grows to its size: about 60 MB a round (a
+# small database grows by about 1/16 of its size a round).
 CHUNK_ROWS = 40_000
+# The size of the database and of the filestore in a smoke run.
+SMOKE_MB = 16
 
 # Odoo-like tables: partners (short text, two indexes), messages (longer text), and
 # attachments kept in the database (incompressible bytea).
@@ -80,34 +90,91 @@ def arguments(description: str, rounds: int) -> argparse.Namespace:
     parser.add_argument("--db-mb", default=1024, type=int, help="database size (1 GB)")
     parser.add_argument("--files-mb", default=2048, type=int, help="filestore size (2 GB)")
     parser.add_argument("--rounds", default=rounds, type=int)
-    return parser.parse_args()
+    parser.add_argument("--config", type=Path,
+                        default=Path(os.environ.get("APPLIANCE_CONFIG",
+                                                    ROOT / "var" / "appliance.toml")),
+                        help="how to reach PostgreSQL (default: $APPLIANCE_CONFIG, else "
+                             "var/appliance.toml as `make test` writes it)")
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"one round on a {SMOKE_MB} MB database and filestore made for "
+                             "the run: checks the bench runs")
+    args = parser.parse_args()
+    if args.smoke:
+        args.rounds, args.db_mb, args.files_mb = 1, SMOKE_MB, SMOKE_MB
+    if args.rounds < 1 or args.db_mb < 1 or args.files_mb < 1:
+        parser.error("--rounds, --db-mb and --files-mb must be at least 1")
+    return args
 
 
-def postgres() -> Postgres:
-    """The appliance's Postgres adapter, as `make test` set the machine up."""
-    cfg = config_mod.Config().database
-    cfg.password = (ROOT / "var" / "db-password").read_text().strip()
-    pg = Postgres(cfg)
+@dataclass(frozen=True)
+class Data:
+    """What a copy bench copies and where its copies go."""
+
+    pg: Postgres
+    source: str     # the source database
+    target: str     # the database copied to
+    files: Path     # the source filestore
+    copy: Path      # the filestore copied to
+
+    def clear(self) -> None:
+        """Remove the copies (the source stays)."""
+        self.pg.drop_database(self.target)
+        filestore.remove_tree(self.copy)
+
+
+@contextlib.contextmanager
+def bench_data(args: argparse.Namespace, target: str, copy: str):
+    """The source (the kept one, made on first use; for --smoke, a small one of this
+    run's own, removed at the end) and where to copy it: database `target`, folder
+    `copy`. The copies are removed at the end."""
+    pg = postgres(args.config)
+    if not args.smoke:
+        data = Data(pg, SOURCE, target, args.data / "filestore", args.data / copy)
+        ensure_database(pg, data.source, args.db_mb)
+        ensure_filestore(data.files, args.files_mb)
+        try:
+            yield data
+        finally:
+            data.clear()
+        return
+    suffix = f"_smoke_{os.getpid()}"
+    with tempfile.TemporaryDirectory(prefix="appliance-bench-smoke-") as folder:
+        data = Data(pg, SOURCE + suffix, target + suffix, Path(folder) / "filestore",
+                    Path(folder) / copy)
+        try:
+            ensure_database(pg, data.source, args.db_mb)
+            ensure_filestore(data.files, args.files_mb)
+            yield data
+        finally:
+            data.clear()
+            pg.drop_database(data.source)
+
+
+def postgres(config: Path) -> Postgres:
+    """The appliance's Postgres adapter, as the config says; its role must be able to
+    create roles and databases."""
+    pg = Postgres(config_mod.load(config).database)
     pg.ensure_role(ROLE, "bench-password")
     return pg
 
 
-def ensure_database(pg: Postgres, megabytes: int) -> None:
+def ensure_database(pg: Postgres, name: str, megabytes: int) -> None:
     """The source database, grown to about `megabytes` and vacuumed; kept when present."""
-    if pg.exists(SOURCE) and abs(pg.database_size(SOURCE) / 2**20 - megabytes) < 0.1 * megabytes:
-        with pg._connect_to(SOURCE) as conn:
+    if pg.exists(name) and abs(pg.database_size(name) / 2**20 - megabytes) < 0.1 * megabytes:
+        with pg._connect_to(name) as conn:
             if conn.execute("SELECT to_regclass('ir_cron')").fetchone()[0]:
                 return
-    print(f"making a {megabytes} MB database (once)...", flush=True)
-    pg.drop_database(SOURCE)
-    pg.create_database(SOURCE, ROLE)
-    with pg._connect_to(SOURCE) as conn:
+    print(f"making a {megabytes} MB database...", flush=True)
+    pg.drop_database(name)
+    pg.create_database(name, ROLE)
+    rows = min(CHUNK_ROWS, max(100, megabytes * CHUNK_ROWS // 1024))
+    with pg._connect_to(name) as conn:
         conn.execute(f'SET ROLE "{ROLE}"')
         conn.execute(SCHEMA)
         seed = 0
-        while pg.database_size(SOURCE) < megabytes * 2**20:
-            conn.execute(FILL.format(rows=CHUNK_ROWS, seed=seed))  # ints only
-            seed += CHUNK_ROWS
+        while pg.database_size(name) < megabytes * 2**20:
+            conn.execute(FILL.format(rows=rows, seed=seed))  # ints only
+            seed += rows
         conn.execute("VACUUM ANALYZE")
 
 
@@ -117,7 +184,7 @@ def ensure_filestore(folder: Path, megabytes: int) -> Path:
     marker = folder / ".complete"
     if marker.exists() and json.loads(marker.read_text()) == {"megabytes": megabytes}:
         return folder
-    print(f"making a {megabytes} MB filestore (once)...", flush=True)
+    print(f"making a {megabytes} MB filestore...", flush=True)
     filestore.remove_tree(folder)
     rng, written = random.Random(megabytes), 0
     while written < megabytes * 2**20:
@@ -139,10 +206,10 @@ def neutralize(pg: Postgres, database: str) -> None:
 
 
 @contextlib.contextmanager
-def in_use(pg: Postgres):
+def in_use(pg: Postgres, source: str):
     """The source as production leaves it while serving: a session of the project role
     with a write not yet committed."""
-    with pg._connect_to(SOURCE) as conn:
+    with pg._connect_to(source) as conn:
         conn.autocommit = False
         conn.execute(f'SET ROLE "{ROLE}"')
         conn.execute("UPDATE res_partner SET comment = 'being edited' WHERE id = 1")

@@ -5,13 +5,16 @@ bare `odoo-bin -i <modules> --test-enable --stop-after-init` of the same addon i
 image, on a fresh database, run in the same process right after. Both use the stand-in
 Odoo unless APPLIANCE_BENCH_ODOO_SOURCE names a real Odoo tree (with
 APPLIANCE_BENCH_REQUIREMENTS, a requirements.txt line the tree needs). Prints medians over
-ROUNDS, the overhead in seconds and the ratio. Target: at most 2 s of overhead.
+ROUNDS (3), the overhead in seconds and the ratio. Target: at most 2 s of overhead.
+`--smoke` runs one round: it checks the bench works, one round's figures mean little.
 
-    .venv/bin/python bench/dev_build.py [ROUNDS]
+    .venv/bin/python bench/dev_build.py [ROUNDS] [--smoke]
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -24,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from appliance.config import ODOO_DEBIAN_PACKAGES  # noqa: E402
 from appliance.jobs import containers, development  # noqa: E402
-from appliance.runtime import odoo  # noqa: E402
+from appliance.runtime import buildfs, odoo  # noqa: E402
 from tests.integration.harness import Appliance, git, make_repo  # noqa: E402
 
 ADDON_SET = "green"
@@ -50,43 +53,64 @@ def push_to_green(app: Appliance, repo: Path, remote: str, branch: str) -> float
     return elapsed
 
 
-def bare_install(app: Appliance, build_id: int, round_no: int) -> float:
-    """The same install in the same image, started by hand on a fresh database."""
+def bare_install(app: Appliance, build_id: int, folder: Path, round_no: int) -> float:
+    """The same install in the same image, started by hand on a fresh database: the
+    build's container set-up (mounts, environment, read-only root with its tmpfs) with an
+    odoo.conf and a data dir of its own in `folder`, so the build's stay as they are."""
     svc = app.svc
     with app.db.transaction() as conn:
-        build = dict(conn.execute("SELECT b.*, p.name AS project FROM builds b JOIN projects p "
-                                  "ON p.id = b.project_id WHERE b.id = %s",
-                                  (build_id,)).fetchone())
+        build = conn.execute("SELECT * FROM builds WHERE id = %s", (build_id,)).fetchone()
         project = conn.execute("SELECT * FROM projects WHERE id = %s",
                                (build["project_id"],)).fetchone()
     name = f"appl_bench_bare_{os.getpid()}_{round_no}"
     svc.postgres.drop_database(name)
     svc.postgres.create_database(name, project["db_role"])
-    build["database"] = name
-    paths = containers.build_paths(svc.config, build_id)
-    dirs = build["addons_dirs"].split(",")
+    stored = containers.stored_setup(svc, project, build)
+    paths = dataclasses.replace(stored.paths, root=folder, data=folder / "data",
+                                logs=folder / "logs")
+    buildfs.make_folder(folder, None, containers.FOLDER_MODE)
+    containers.make_writable(paths.data, svc.config.runtime.uid)
+    setup = dataclasses.replace(stored, database=name, paths=paths)
     modules = build["modules"].split(",")
-    command = odoo.install_command(**containers.common_args(svc, project, build, dirs),
-                                   logfile=None, modules=modules, demo=True, test_enable=True,
+    command = odoo.install_command(**containers.common_args(svc, setup), modules=modules,
+                                   demo=True, test_enable=True,
                                    test_tags=development.test_tags(project, modules))
+    output: list[str] = []
     started = time.monotonic()
     info = svc.docker.start(name=f"appl-bench-bare-{os.getpid()}-{round_no}",
-                            image=build["image"], command=command,
-                            labels=containers.labels(project, build, "task"),
-                            mounts=containers.mounts(svc, project, paths),
-                            env=containers.environment(project),
-                            network=svc.docker.ensure_network(project["name"]))
-    code = svc.docker.wait(info.id, 600)
-    elapsed = time.monotonic() - started
-    svc.docker.remove(info.id)
-    svc.postgres.drop_database(name)
+                            image=setup.image, command=command,
+                            labels=containers.labels(setup, "task"),
+                            mounts=containers.mounts(svc, setup), env=containers.environment(),
+                            network=svc.docker.ensure_network(project["name"]),
+                            tmpfs=containers.TMPFS)
+    try:
+        code = svc.docker.follow_to_end(info.id, svc.config.builds.install_timeout,
+                                        output.append)
+        elapsed = time.monotonic() - started
+    finally:
+        svc.docker.remove(info.id)
+        svc.postgres.drop_database(name)
     if code != 0:
-        raise SystemExit(f"bare install exited {code}")
+        raise SystemExit(f"bare install exited {code}:\n{''.join(output)[-3000:]}")
     return elapsed
 
 
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("rounds", nargs="?", default=3, type=int)
+    parser.add_argument("--smoke", action="store_true",
+                        help="one round: checks the bench runs")
+    args = parser.parse_args()
+    if args.smoke:
+        args.rounds = 1
+    if args.rounds < 1:
+        parser.error("needs at least 1 round")
+    return args
+
+
 def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    rounds = arguments().rounds
     with tempfile.TemporaryDirectory() as tmp:
         real = os.environ.get("APPLIANCE_BENCH_ODOO_SOURCE")
         app = (Appliance(Path(tmp), "bench", odoo_source=Path(real),
@@ -108,7 +132,7 @@ def main() -> None:
                     last = conn.execute("SELECT max(id) AS id FROM builds").fetchone()["id"]
                 for step in app.steps(last):
                     steps.setdefault(step["name"], []).append(step["seconds"])
-                bare.append(bare_install(app, last, n))
+                bare.append(bare_install(app, last, Path(tmp) / f"bare-{n}", n))
         finally:
             app.close()
     g, b = statistics.median(green), statistics.median(bare)

@@ -8,8 +8,10 @@ base64 attachment) go to each from 4 sender processes, each over one SMTP connec
 it keeps for its 250 mails; only the catcher's senders log in first. The two alternate
 which goes first; the catcher's rows are counted after each round. Prints medians over
 --rounds of messages per second and the ratio catcher/bare. Target: at least 0.5.
+`--smoke` sends 40 mails in one round: it checks the bench works, its figures mean
+nothing.
 
-    .venv/bin/python bench/mail.py [--rounds 3] [--config var/appliance.toml]
+    .venv/bin/python bench/mail.py [--rounds 3] [--mails 1000] [--config FILE] [--smoke]
 
 The config (default: $APPLIANCE_CONFIG, else var/appliance.toml of the checkout as
 `make test` writes it) says how to reach PostgreSQL; its role must be able to create
@@ -50,6 +52,7 @@ from appliance.store import projects as projects_store  # noqa: E402
 
 MAILS = 1000
 SENDERS = 4
+SMOKE_MAILS = 40
 MESSAGE_BYTES = 50 * 1024
 HOST = "127.0.0.1"
 MAIL_FROM = "notifications@bench.example.com"
@@ -156,14 +159,28 @@ def stored(svc: Services, build_id: int) -> int:
     return count
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", default=3, type=int)
+    parser.add_argument("--mails", default=MAILS, type=int,
+                        help=f"a round's mails to each server, a multiple of {SENDERS}")
     parser.add_argument("--config", type=Path,
                         default=Path(os.environ.get("APPLIANCE_CONFIG",
                                                     ROOT / "var" / "appliance.toml")))
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"{SMOKE_MAILS} mails, one round: checks the bench runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.rounds, args.mails = 1, SMOKE_MAILS
+    if args.rounds < 1 or args.mails < SENDERS or args.mails % SENDERS:
+        parser.error(f"needs at least 1 round and a multiple of {SENDERS} mails")
+    return args
+
+
+def main() -> None:
+    args = arguments()
+    mails = args.mails
     cfg = config_mod.load(args.config)
     name = f"appliance_bench_mail_{os.getpid()}"
     scratch_database(cfg, name, create=True)
@@ -171,7 +188,7 @@ def main() -> None:
     cfg.database.dsn = psycopg.conninfo.make_conninfo(admin_dsn, dbname=name)
     cfg.server.secret_key = "bench-mail-secret-key"
     raw = message()
-    per_sender = MAILS // SENDERS
+    per_sender = mails // SENDERS
     ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
     barrier = ctx.Barrier(SENDERS)
     db = catcher = sink = None
@@ -201,14 +218,14 @@ def main() -> None:
             stored(svc, build_id)
             for n in range(args.rounds):
                 for label, port, credentials in (ways if n % 2 == 0 else ways[::-1]):
-                    rate = MAILS / blast(pool, port, credentials, per_sender)
+                    rate = mails / blast(pool, port, credentials, per_sender)
                     if label == "bare":
                         bare.append(rate)
                         continue
                     count = stored(svc, build_id)
-                    if count != MAILS:
+                    if count != mails:
                         raise SystemExit(f"round {n + 1}: the catcher stored {count} of "
-                                         f"{MAILS} mails")
+                                         f"{mails} mails")
                     caught.append(rate)
     finally:
         if sink:
@@ -220,7 +237,7 @@ def main() -> None:
         cfg.database.dsn = admin_dsn
         scratch_database(cfg, name, create=False)
     c, b = statistics.median(caught), statistics.median(bare)
-    print(f"mail catcher, {MAILS:,} mails of {len(raw) / 1024:.0f} KB from {SENDERS} senders "
+    print(f"mail catcher, {mails:,} mails of {len(raw) / 1024:.0f} KB from {SENDERS} senders "
           f"(one connection each), median of {args.rounds} rounds:")
     print(f"  catcher (login, stored)  {c:7.0f} mails/s   "
           f"(each: {', '.join(f'{x:.0f}' for x in caught)})")
