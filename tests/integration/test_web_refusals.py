@@ -13,6 +13,7 @@ import pytest
 from appliance import mime
 from appliance.store import mails as store_mails
 from appliance.store import projects as store_projects
+from tests.client_cookies import get_cookie
 from tests.helpers_web import flashes, post
 
 # Blueprints whose POSTs are no page's form: signing in and out, git's smart HTTP.
@@ -104,7 +105,7 @@ def test_every_form_of_the_ui_declares_the_page_its_refusals_go_back_to(app):
 
 def session_of(app, client) -> dict:
     """The session the browser holds (a signed cookie: readable by whoever has it)."""
-    cookie = client.get_cookie("appliance_session").value
+    cookie = get_cookie(client, "appliance_session")
     return app.session_interface.get_signing_serializer(app).loads(cookie)
 
 

@@ -23,6 +23,7 @@ from flask.sessions import SecureCookieSessionInterface
 
 from appliance.store import users as store_users
 from appliance.web.app import create_app
+from tests.client_cookies import get_cookie, set_cookie
 from tests.helpers_web import PASSWORD
 from tests.host import ROOT, STATE_DIR
 
@@ -67,19 +68,14 @@ def login(client, name: str, password: str = PASSWORD, **extra):
 
 
 def session_cookie(client) -> str:
-    if hasattr(client, "get_cookie"):  # Werkzeug 2.3+
-        cookie = client.get_cookie("appliance_session")
-        value = cookie.value if cookie is not None else None
-    else:  # Debian 12's Werkzeug 2.2 keeps a cookie jar
-        value = next((c.value for c in client.cookie_jar if c.name == "appliance_session"),
-                     None)
+    value = get_cookie(client, "appliance_session")
     assert value is not None, "no session cookie"
     return value
 
 
 def with_cookie(app, value: str):
     client = client_from(app, ELSEWHERE)
-    client.set_cookie("appliance_session", value)
+    set_cookie(client, "appliance_session", value)
     return client
 
 
