@@ -11,6 +11,7 @@ whose process is gone.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -32,6 +33,9 @@ from tests.host import (ADDONS, ROOT, STATE_DIR, STUB_ODOO, TEST_PACKAGES,  # no
 log = logging.getLogger(__name__)
 
 KEEP_TABLES = {"schema_migrations", "appliance_instance"}
+# Werkzeug's default password hash (scrypt) costs about 0.15 s of CPU to make or check:
+# most of the time of the web tests, which make and sign in several people each.
+CHEAP_HASH = "pbkdf2:sha256:1000"
 
 
 def pytest_report_header(config):
@@ -56,6 +60,17 @@ def pytest_sessionfinish(session, exitstatus):
     left = sweep_scratch_databases(mine=True)
     if left:
         log.warning("dropped scratch databases this run left behind: %s", ", ".join(left))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashes():
+    """Users made in the test process get a cheap hash (a check reads the method from
+    the hash); what the hash's cost protects is no test's subject. A daemon a test
+    starts in a process of its own keeps the default."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store_users, "generate_password_hash", functools.partial(
+            store_users.generate_password_hash, method=CHEAP_HASH))
+        yield
 
 
 def make_config(tmp_path: Path, dbname: str, **sections) -> config_mod.Config:

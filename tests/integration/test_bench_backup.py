@@ -21,6 +21,7 @@ RESULT_LINES = [re.compile(r"first backup: \d+\.\d\dx"),
                 re.compile(r"restore: \d+\.\d\dx")]
 
 
+@pytest.mark.slow  # the bench in a process of its own
 @pytest.mark.skipif(shutil.which("restic") is None, reason="restic not installed")
 def test_the_backup_bench_smoke_run_completes_and_ends_with_its_three_lines(tmp_path):
     db_password()  # skips where no state database was set up

@@ -10,7 +10,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.host import ROOT, STATE_DIR, db_password
+
+pytestmark = pytest.mark.slow  # the bench in a process of its own
 
 RESULT_LINE = re.compile(r"project page p95: \d+ ms, \d+ KB")
 

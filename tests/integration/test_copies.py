@@ -13,6 +13,8 @@ from appliance.runtime import filestore, postgres
 from appliance.runtime.postgres import Postgres
 from tests.host import db_password
 
+pytestmark = pytest.mark.slow  # databases and filestores copied, dumped and restored
+
 ROLE_PASSWORD = "copy-test-password"
 
 

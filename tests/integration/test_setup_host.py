@@ -19,8 +19,11 @@ from tests.conftest import ROOT, db_password
 
 SCRIPT = ROOT / "scripts" / "setup-host.sh"
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runuser"),
-                                reason="setup-host.sh runs as root")
+pytestmark = [
+    pytest.mark.docker,  # setup-host.sh starts dockerd and waits for it
+    pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runuser"),
+                       reason="setup-host.sh runs as root"),
+]
 
 
 def setup_host(state: Path, **env: str) -> str:

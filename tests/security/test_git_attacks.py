@@ -73,6 +73,7 @@ def remote_lines(result) -> list[str]:
 
 # -- pushes over HTTP ------------------------------------------------------------------
 
+@pytest.mark.docker  # the daemon pushed to talks to the Docker engine
 def test_a_push_over_the_size_limit_is_refused_and_nothing_of_it_lands(appliance, tmp_path):
     bare = bare_path(appliance, "acme")
     before = object_files(bare)
@@ -87,6 +88,7 @@ def test_a_push_over_the_size_limit_is_refused_and_nothing_of_it_lands(appliance
     assert object_files(bare) == before
 
 
+@pytest.mark.docker  # the daemon pushed to talks to the Docker engine
 def test_a_push_that_would_overfill_the_repository_quota_is_refused(appliance, tmp_path):
     bare = bare_path(appliance, "full")
     filler = tmp_path / "filler.bin"
@@ -104,6 +106,7 @@ def test_a_push_that_would_overfill_the_repository_quota_is_refused(appliance, t
     assert object_files(bare) == before
 
 
+@pytest.mark.docker  # the daemon pushed to talks to the Docker engine
 def test_a_pushed_escaping_symlink_fails_the_build_at_checkout_naming_the_link(appliance,
                                                                               tmp_path):
     repo = make_repo(tmp_path / "links", "green")
@@ -123,6 +126,7 @@ def test_a_pushed_escaping_symlink_fails_the_build_at_checkout_naming_the_link(a
     assert not loose, f"readable by others after a push: {loose[:5]}"
 
 
+@pytest.mark.docker  # the daemon pushed to talks to the Docker engine
 def test_a_new_project_repository_is_closed_to_other_users(appliance):
     for project in ("acme", "full"):
         mode = stat.S_IMODE(bare_path(appliance, project).stat().st_mode)
@@ -219,6 +223,7 @@ print(peak, (after - before) * 1024)
 """
 
 
+@pytest.mark.slow  # a large commit made and checked out
 def test_a_large_file_is_streamed_to_disk_at_checkout_not_held_in_memory(tmp_path):
     size = 50 * MiB
     content = os.urandom(size)

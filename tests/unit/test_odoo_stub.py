@@ -28,6 +28,8 @@ from appliance.runtime.odoo import (
     update_command,
 )
 
+pytestmark = pytest.mark.slow  # the stand-in Odoo run in subprocesses, a database a test
+
 HERE = Path(__file__).resolve().parent
 STUB_SOURCE = HERE.parent / "odoo_stub"
 SAMPLE_REPOS = HERE.parent / "addons"

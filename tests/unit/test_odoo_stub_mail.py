@@ -26,6 +26,8 @@ from test_odoo_stub import (  # noqa: F401  (fixtures are found by name)
     stub_tree, workdir,
 )
 
+pytestmark = pytest.mark.slow  # the stand-in Odoo run in subprocesses, a database a test
+
 SMTP_USER, SMTP_PASSWORD = "mailer", "s3cret"
 
 

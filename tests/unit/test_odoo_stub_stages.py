@@ -6,12 +6,16 @@ that does not start. Same requirements and fixtures as test_odoo_stub.py.
 import shutil
 import subprocess
 
+import pytest
+
 from appliance.runtime.odoo import parse_log, server_command, update_command
 
 from test_odoo_stub import (  # noqa: F401  (fixtures are found by name)
     DEBIAN_PYTHON, NOBODY, RUN_TIMEOUT, SAMPLE_REPOS, _open_up, database, requirements,
     role_password, stub_for, stub_tree, workdir,
 )
+
+pytestmark = pytest.mark.slow  # the stand-in Odoo run in subprocesses, a database a test
 
 STAGES = "stages"
 
