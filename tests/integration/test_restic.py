@@ -15,7 +15,10 @@ from appliance.jobs import backup
 from appliance.runtime.restic import Repository, Restic
 from appliance.services import Services
 
-pytestmark = pytest.mark.skipif(shutil.which("restic") is None, reason="restic not installed")
+pytestmark = [
+    pytest.mark.slow,  # real restic repositories, a process each command
+    pytest.mark.skipif(shutil.which("restic") is None, reason="restic not installed"),
+]
 
 
 @pytest.fixture
