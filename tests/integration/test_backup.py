@@ -44,6 +44,9 @@ MiB = 1 << 20
 def app(tmp_path_factory):
     folder = tmp_path_factory.mktemp("backup")
     appliance = Appliance(folder, "backup")
+    patch = pytest.MonkeyPatch()
+    # The daemon's own hourly job would back production up beside the tests' backups.
+    patch.setenv("APPLIANCE_BACKUP_DAILY", "false")
     try:
         appliance.start()
         token = appliance.make_user("admin")
@@ -56,6 +59,7 @@ def app(tmp_path_factory):
         yield appliance
     finally:
         appliance.close()
+        patch.undo()
 
 
 def project(app) -> dict:
@@ -259,6 +263,21 @@ def test_the_daily_job_backs_up_a_production_once_at_its_hour(app):
     with app.db.transaction() as conn:
         rows = backups_store.list_backups(conn, proj)
     assert rows[0]["kind"] == "daily" and rows[0]["state"] == "done"
+
+
+def test_backups_are_made_and_listed_by_the_cli_as_json(app):
+    cli = [sys.executable, "-m", "appliance.cli", "--config", str(app.config_path), "backup"]
+    run = lambda *args: subprocess.run(cli + list(args), capture_output=True, text=True,  # noqa
+                                       cwd=ROOT)
+    made = run("create", PROJECT, "--json")
+    assert made.returncode == 0, made.stderr
+    row = json.loads(made.stdout)
+    assert (row["state"], row["kind"], row["branch"]) == ("done", "manual", "main")
+    listed = run("list", PROJECT, "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout)[0] == row
+    refused = run("create", PROJECT, "--branch", "feature")
+    assert refused.returncode == 1 and "only production and staging" in refused.stderr
+    assert "#" + str(row["id"]) in run("list", PROJECT).stdout
 
 
 def test_a_cli_backup_killed_midway_leaves_no_running_backup_and_no_lock_after_start(app):

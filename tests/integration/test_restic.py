@@ -149,3 +149,9 @@ def test_files_staged_again_as_new_hard_links_are_not_read_again(repo, tmp_path)
                                parent=first.snapshot_id)
     assert second.unmodified_files == 2 and second.total_files == 3
     assert 50_000 <= second.data_added < 60_000
+
+
+def test_a_tag_holding_a_comma_is_refused_before_restic_runs(repo):
+    with pytest.raises(ValueError, match="comma"):
+        repo.backup_stdin([b"x"], "database.dump", ["project=a,kind=daily"])
+    assert repo.snapshots() == []
