@@ -60,9 +60,15 @@ copy_assets() {
     rm -rf "$tree/node_modules"
 }
 
+# A changelog entry for version $1, dated by the source's commit (so the same commit
+# gives the same package), after the entry before it.
 add_version() {
-    local date
-    date=$(cd "$tree" && dpkg-parsechangelog -S Date)
+    local rev=${DEB_SOURCE:-HEAD} previous when date
+    [ "$rev" != worktree ] || rev=HEAD
+    previous=$(date -d "$(cd "$tree" && dpkg-parsechangelog -S Date)" +%s)
+    when=$(git -C "$root" log -1 --format=%ct "$rev")
+    [ "$when" -gt "$previous" ] || when=$((previous + 1))
+    date=$(LC_ALL=C date -R -u -d "@$when")
     { printf 'odoo-appliance (%s) bookworm; urgency=medium\n\n  * Version %s.\n\n' \
           "$1" "$1"
       printf ' -- %s  %s\n\n' "$(cd "$tree" && dpkg-parsechangelog -S Maintainer)" "$date"
