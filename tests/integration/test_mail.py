@@ -27,6 +27,7 @@ from appliance.jobs import gc, stages
 from appliance.jobs import mail as mail_jobs
 from appliance.store import builds as builds_store
 from appliance.store import mails as mails_store
+from appliance.store import overview
 from tests.host import ROOT
 from tests.integration.harness import (Appliance, ShopWork, free_port, mails_of, make_repo,
                                        push, send_from_odoo, sql, wait_for_mail)
@@ -251,9 +252,9 @@ def test_releasing_a_caught_mail_sends_it_as_caught_to_the_typed_address_only(ap
     with app.db.transaction() as conn:
         assert sent.original_content.replace(b"\r\n", b"\n") == \
             mails_store.get_mail(conn, mail["id"])["raw"].replace(b"\r\n", b"\n")
-        events = builds_store.events_of_branch(conn, build["branch_id"])
+        events = overview.branch_history(conn, build["branch_id"])
     assert any(e["kind"] == "mail_released" and "qa@example.net" in e["message"]
-               for e in events)
+               and e["build_id"] == build["id"] for e in events)
 
 
 def test_collecting_a_build_deletes_its_caught_mail(app, builds):
