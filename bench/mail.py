@@ -40,7 +40,6 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 from aiosmtpd.controller import Controller  # noqa: E402
-from psycopg import sql  # noqa: E402
 
 from appliance import config as config_mod  # noqa: E402
 from appliance.jobs import mail as mail_jobs  # noqa: E402
@@ -49,6 +48,7 @@ from appliance.services import Services  # noqa: E402
 from appliance.store import builds as builds_store  # noqa: E402
 from appliance.store import db as store_db  # noqa: E402
 from appliance.store import projects as projects_store  # noqa: E402
+from bench.scratch import scratch_database  # noqa: E402
 
 MAILS = 1000
 SENDERS = 4
@@ -129,14 +129,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
-
-
-def scratch_database(cfg: config_mod.Config, name: str, create: bool) -> None:
-    with psycopg.connect(store_db.conninfo(cfg.database), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                     .format(sql.Identifier(name)))
-        if create:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def development_build(svc: Services) -> int:

@@ -48,7 +48,6 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 import requests  # noqa: E402
-from psycopg import sql  # noqa: E402
 from psycopg.types.json import Jsonb  # noqa: E402
 from waitress import create_server  # noqa: E402
 
@@ -57,6 +56,7 @@ from appliance.store import db as store_db  # noqa: E402
 from appliance.store import projects as projects_store  # noqa: E402
 from appliance.store import users as users_store  # noqa: E402
 from appliance.web.app import create_app  # noqa: E402
+from bench.scratch import scratch_database  # noqa: E402
 
 PROJECT = "bench-ui"
 USER, PASSWORD = "bench", "bench-password"
@@ -164,14 +164,6 @@ def make_data(db: store_db.Database, branches_count: int, builds_count: int) -> 
         conn.autocommit = True
         conn.execute("ANALYZE")
     return project
-
-
-def scratch_database(cfg: config_mod.Config, name: str, create: bool) -> None:
-    with psycopg.connect(store_db.conninfo(cfg.database), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                     .format(sql.Identifier(name)))
-        if create:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 # The measures --------------------------------------------------------------------------

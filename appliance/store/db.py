@@ -78,11 +78,11 @@ def migrate(db: Database) -> list[str]:
                             version integer PRIMARY KEY, name text NOT NULL,
                             applied_at timestamptz NOT NULL DEFAULT now())""")
         done = {row["version"] for row in conn.execute("SELECT version FROM schema_migrations")}
-        for version, name, sql in migrations():
+        for version, name, script in migrations():
             if version in done:
                 continue
             log.info("applying migration %s", name)
-            conn.execute(sql)
+            conn.execute(script)
             conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
                          (version, name))
             applied.append(name)
