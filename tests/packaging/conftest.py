@@ -100,7 +100,7 @@ def dependency_image() -> str:
     return tag
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def packaging_tools():
     """debhelper, lintian, apt-ftparchive, gpg, systemd-analyze: installed when missing."""
     result = subprocess.run(["bash", str(ROOT / "packaging" / "build-deb.sh"), "--tools"],
@@ -114,7 +114,7 @@ def commit() -> str:
 
 
 @pytest.fixture(scope="session")
-def deb(tmp_path_factory, commit) -> Path:
+def deb(tmp_path_factory, commit, packaging_tools) -> Path:
     return build_deb(tmp_path_factory.mktemp("deb"), commit)
 
 

@@ -33,7 +33,7 @@ def exposure(output: str) -> float:
                            output).group(1))
 
 
-def test_the_unit_is_rated_at_most_2_5_by_systemd_analyze_security():
+def test_the_unit_is_rated_at_most_2_5_by_systemd_analyze_security(packaging_tools):
     result = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(UNIT)],
                             capture_output=True, text=True, timeout=60)
     assert exposure(result.stdout + result.stderr) <= MOST_EXPOSURE, result.stdout
