@@ -3,7 +3,7 @@
 import pytest
 
 from appliance.errors import DockerError
-from appliance.runtime.docker import bridge_host_address
+from appliance.runtime.docker_networks import bridge_host_address
 
 
 def no_interface(name):
