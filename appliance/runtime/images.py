@@ -34,11 +34,13 @@ import docker.errors
 import docker.utils
 
 from appliance.config import RuntimeConfig
-from appliance.errors import (ApplianceError, ConfigError, DockerError, ImageBuildError,
-                              UserError)
+from appliance.errors import ApplianceError, ConfigError, DockerError, ImageBuildError
 from appliance.runtime import buildfs
-from appliance.runtime.docker import (CA_BUNDLE_PATH, CA_ENV_NAMES, DockerRuntime,
-                                      engine_errors)
+from appliance.runtime.docker import DockerRuntime, engine_errors
+# PYCACHE_DIR is named here too: the containers module takes it from the images.
+from appliance.runtime.image_recipes import (PYCACHE_DIR, parse_apt,  # noqa: F401
+                                             project_dockerfile, runtime_dockerfile,
+                                             validate_packages)
 
 logger = logging.getLogger(__name__)
 
@@ -50,14 +52,10 @@ IMAGE_LABEL = "appliance.image"  # "runtime" | "project"
 # Images under this namespace are made here and never pulled: on a public registry the
 # namespace belongs to someone else.
 LOCAL_NAMESPACE = "appliance/"
-# A Debian package name with an optional "=version": nothing a shell would interpret.
-PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$")
 # Lines of a failed build's output that say what went wrong (pip, apt, dpkg, shell).
 ERROR_LINE_RE = re.compile(r"^(ERROR:|E:|error:|dpkg: error|.*: not found$)")
 # The engine colours a build's stderr; the log is read in a browser and parsed here.
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\r")
-USER_HOME = "/var/lib/odoo"
-PYCACHE_DIR = "/var/cache/odoo-pycache"
 
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -263,27 +261,6 @@ def _meaningful(lines) -> str:
     return lines[-1] if lines else ""
 
 
-def validate_packages(names: list[str], source: str) -> list[str]:
-    for name in names:
-        if not PACKAGE_RE.match(name):
-            raise ConfigError(f"{source}: {name!r} is not a Debian package name")
-    return names
-
-
-def parse_apt(data: bytes) -> list[str]:
-    """Package names from an apt.txt: one per line, '#' starts a comment."""
-    packages = []
-    for number, raw in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if not PACKAGE_RE.match(line):
-            raise UserError(f"apt.txt line {number}: {raw.strip()!r} is not a Debian "
-                            "package name (one package per line, optionally =version)")
-        packages.append(line)
-    return packages
-
-
 # The runtime image ---------------------------------------------------------------------
 
 def _ca_bytes(cfg: RuntimeConfig) -> bytes:
@@ -294,38 +271,6 @@ def _ca_bytes(cfg: RuntimeConfig) -> bytes:
     except OSError as exc:
         raise ConfigError(f"[runtime] ca_bundle: cannot read {cfg.ca_bundle}: "
                           f"{exc.strerror}") from None
-
-
-def _ca_lines(ca: bytes) -> str:
-    if not ca:
-        return ""
-    env = " ".join(f"{name}={CA_BUNDLE_PATH}" for name in CA_ENV_NAMES)
-    apt = f'Acquire::https::CaInfo "{CA_BUNDLE_PATH}";'
-    return (f"COPY ca-bundle.crt {CA_BUNDLE_PATH}\n"
-            f"ENV {env}\n"
-            f"RUN echo {shlex.quote(apt)} > /etc/apt/apt.conf.d/90appliance-ca\n")
-
-
-def _apt_install(packages: list[str]) -> str:
-    names = " ".join(shlex.quote(name) for name in packages)
-    return ("export DEBIAN_FRONTEND=noninteractive; apt-get update; "
-            f"apt-get install -y --no-install-recommends {names}; "
-            "rm -rf /var/lib/apt/lists/*")
-
-
-def runtime_dockerfile(cfg: RuntimeConfig, packages: list[str], ca: bytes) -> str:
-    uid = int(cfg.uid)
-    return (
-        f"FROM {cfg.base_image}\n"
-        + _ca_lines(ca)
-        + f"RUN set -eux; {_apt_install(packages)}; "
-        f"groupadd --gid {uid} odoo; "
-        f"useradd --uid {uid} --gid {uid} --home-dir {USER_HOME} --create-home "
-        f"--shell /bin/sh odoo; "
-        f"install -d -o {uid} -g {uid} {PYCACHE_DIR}\n"
-        f"ENV PYTHONPYCACHEPREFIX={PYCACHE_DIR} PYTHONUNBUFFERED=1 LANG=C.UTF-8\n"
-        "USER odoo\n"
-        f"WORKDIR {USER_HOME}\n")
 
 
 def runtime_image(runtime: DockerRuntime, cfg: RuntimeConfig, log: Path) -> ImageResult:
@@ -353,25 +298,6 @@ def log_result(tag: str, started: float) -> None:
 
 
 # The project image ---------------------------------------------------------------------
-
-PIP_INSTALL = (
-    "if ! python3 -m pip --version >/dev/null 2>&1; then "
-    + _apt_install(["python3-pip"]) + "; fi; "
-    "python3 -m pip install --break-system-packages --no-cache-dir "
-    "--disable-pip-version-check --progress-bar off "
-    "-r /tmp/appliance-requirements.txt; rm -f /tmp/appliance-requirements.txt")
-
-
-def project_dockerfile(base_tag: str, packages: list[str], requirements: bool) -> str:
-    lines = [f"FROM {base_tag}", "USER root"]
-    if packages:
-        lines.append(f"RUN set -eux; {_apt_install(packages)}")
-    if requirements:
-        lines.append("COPY requirements.txt /tmp/appliance-requirements.txt")
-        lines.append(f"RUN set -eux; {PIP_INSTALL}")
-    lines.append("USER odoo")
-    return "\n".join(lines) + "\n"
-
 
 def project_image(runtime: DockerRuntime, cfg: RuntimeConfig, base_tag: str,
                   requirements: bytes | None, apt: bytes | None, log: Path) -> ImageResult:
