@@ -81,13 +81,9 @@ def _supervised(name: str, func, *args):
     return job
 
 
-def serve(cfg: Config, ready: threading.Event | None = None) -> None:
-    svc = open_services(cfg)
-    reconcile(svc)
-    backup_jobs.recover(svc)
-    catcher = mail_jobs.start_catcher(svc)
-    queue = BuildQueue(svc)
-    queue.start()
+def start_scheduler(svc) -> BackgroundScheduler:
+    """The periodic jobs, each supervised: a failing run is logged and tried again later."""
+    cfg = svc.config
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(_supervised("server-cap", containers.enforce_server_cap, svc),
                       "interval", seconds=SERVER_CAP_SECONDS, id="server-cap")
@@ -100,6 +96,17 @@ def serve(cfg: Config, ready: threading.Event | None = None) -> None:
                       jitter=cfg.backup.jitter_seconds, coalesce=True, max_instances=1,
                       id="backups")
     scheduler.start()
+    return scheduler
+
+
+def serve(cfg: Config, ready: threading.Event | None = None) -> None:
+    svc = open_services(cfg)
+    reconcile(svc)
+    backup_jobs.recover(svc)
+    catcher = mail_jobs.start_catcher(svc)
+    queue = BuildQueue(svc)
+    queue.start()
+    scheduler = start_scheduler(svc)
     host, _, port = cfg.server.listen.rpartition(":")
     server = create_server(create_app(cfg, svc.db), host=host or "127.0.0.1", port=int(port),
                            threads=cfg.server.threads, ident="appliance",
@@ -131,6 +138,7 @@ def serve(cfg: Config, ready: threading.Event | None = None) -> None:
     finally:
         server.close()
         scheduler.shutdown(wait=False)
+        backup_jobs.stop(svc)
         _stop_queue(queue, cfg.workers.stop_grace_seconds)
         catcher.stop()
         svc.db.close()
