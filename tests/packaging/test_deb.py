@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-import uuid
 
 import pytest
 
 from tests.host import ROOT
-from tests.packaging.conftest import build_deb, docker
+from tests.packaging.helpers import Container, build_deb
 
 pytestmark = pytest.mark.docker
 
@@ -54,28 +53,6 @@ def test_lintian_reports_no_error_and_only_accepted_tags(deb):
     assert not [tag for level, tag in tags if level == "E"], result.stdout
     # Exactly those: a tag no longer reported leaves the list too.
     assert {tag for _level, tag in tags} == ACCEPTED_LINTIAN_TAGS, result.stdout
-
-
-class Container:
-    """A Debian 12 container with the package's dependencies, the .deb mounted in it."""
-
-    def __init__(self, image: str, deb, options: list[str] = ()):
-        self.name = f"appliance-deb-test-{uuid.uuid4().hex[:8]}"
-        self.deb = f"/debs/{deb.name}"
-        docker("run", "--detach", "--name", self.name, "--volume", f"{deb.parent}:/debs:ro",
-               *options, image, "sleep", "infinity")
-
-    def run(self, script: str, check: bool = True, user: str = "root") -> str:
-        result = docker("exec", "--user", user, "--env", "DEBIAN_FRONTEND=noninteractive",
-                        self.name, "bash", "-c", script, check=False, timeout=600)
-        output = result.stdout + result.stderr
-        if check:
-            assert result.returncode == 0, f"{script}\n-> {result.returncode}:\n{output}"
-        self.returncode = result.returncode
-        return output
-
-    def remove(self) -> None:
-        docker("rm", "--force", self.name, check=False)
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,7 @@ import pytest
 from appliance import layout
 from tests.host import ROOT, STUB_ODOO, db_password
 from tests.integration.harness import Appliance, make_repo, push, sql
-from tests.packaging.conftest import build_deb, docker
-from tests.packaging.test_deb import Container
+from tests.packaging.helpers import Container, build_deb, docker
 
 pytestmark = pytest.mark.docker
 
