@@ -26,6 +26,11 @@ BUILDS_PER_BRANCH = 12
 # Development branches listed, most recently built first; the rest behind "Show all"
 # (?branches=all). An agency's project has a hundred, most of them idle.
 DEVELOPMENT_SHOWN = 20
+# The list polls every BUSY_POLL_SECONDS while a build is queued or in progress, so its
+# cells change colour live, and every IDLE_POLL_SECONDS otherwise, so a push from a
+# terminal appears without a reload; an unchanged poll is a 204 of a few ms.
+BUSY_POLL_SECONDS = 2
+IDLE_POLL_SECONDS = 10
 
 
 @blueprint.get("/")
@@ -56,7 +61,8 @@ def project(name: str):
     response = make_response(render(
         "project.html", "_branches.html", project=project, stages=stages, counts=counts,
         builds=builds, remote=remote, names=[b["name"] for b in branches], busy=busy,
-        etag=f'"{etag}"', list_url=list_url))
+        etag=f'"{etag}"', list_url=list_url,
+        poll_seconds=BUSY_POLL_SECONDS if busy else IDLE_POLL_SECONDS))
     if is_htmx():
         response.set_etag(etag)
         response.headers["Cache-Control"] = "no-cache"

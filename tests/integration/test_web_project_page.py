@@ -125,7 +125,8 @@ def test_a_plain_request_always_gets_the_whole_page(client_as, make_build):
     assert "ETag" not in response.headers
 
 
-def test_the_list_polls_only_while_a_build_is_queued_or_in_progress(client_as, db, make_build):
+def test_the_list_polls_often_while_a_build_is_in_progress_and_seldom_when_idle(client_as, db,
+                                                                               make_build):
     build = make_build("main")
     make_build("feature", state="running", result="success")
     client = client_as("owner")
@@ -140,8 +141,8 @@ def test_the_list_polls_only_while_a_build_is_queued_or_in_progress(client_as, d
     set_state(db, build["id"], "running", result="success")
     fragment = poll(client).get_data(as_text=True)
     assert fragment.lstrip().startswith('<div id="branches"')
-    assert "hx-trigger" not in fragment and "hx-get" not in fragment
-    assert "hx-trigger" not in client.get("/projects/acme").get_data(as_text=True)
+    assert 'hx-trigger="every 10s"' in fragment and "every 2s" not in fragment
+    assert 'hx-trigger="every 10s"' in client.get("/projects/acme").get_data(as_text=True)
 
 
 # What the list shows
