@@ -85,12 +85,13 @@ def merge(svc, project: dict, source: str, target: str, user: dict | None) -> Me
         # The commits the merge brings are in the target's history, as a push's are.
         push.record_commits(conn, project, target_branch, user,
                             git.new_commits(repo_path, outcome.previous, outcome.commit))
-        _event(conn, project, target_branch, user, "merge",
-               f"merged {source} into {target} ({outcome.kind})",
-               {"source": source, "commit": outcome.commit, "kind": outcome.kind})
         build = builds_store.enqueue(conn, project=project, branch=target_branch,
                                      commit=info.sha, message=info.message, author=info.author,
                                      user_id=user["id"] if user else None, trigger="merge")
+        _event(conn, project, target_branch, user, "merge",
+               f"merged {source} into {target} ({outcome.kind})",
+               {"source": source, "commit": outcome.commit, "kind": outcome.kind},
+               build_id=build["id"])
     return MergeResult(outcome.kind, outcome.commit, build)
 
 
@@ -114,14 +115,14 @@ def rebuild(svc, project: dict, branch_name: str, user: dict | None,
                                      user_id=user["id"] if user else None, trigger=trigger)
         what = "refresh from production" if trigger == "refresh" else "rebuild"
         _event(conn, project, branch, user, trigger, f"{what}: build #{build['id']} queued",
-               {"build": build["id"]})
+               {"build": build["id"]}, build_id=build["id"])
     return build
 
 
-def _event(conn, project, branch, user, kind, message, data=None) -> None:
+def _event(conn, project, branch, user, kind, message, data=None, build_id=None) -> None:
     builds_store.add_event(conn, project_id=project["id"], branch_id=branch["id"],
-                           user_id=user["id"] if user else None, kind=kind, message=message,
-                           data=data)
+                           build_id=build_id, user_id=user["id"] if user else None, kind=kind,
+                           message=message, data=data)
 
 
 def _host(svc) -> str:

@@ -150,12 +150,6 @@ def add_event(conn, *, project_id: int, kind: str, message: str, branch_id: int 
                  (project_id, branch_id, build_id, user_id, kind, message, Jsonb(data or {})))
 
 
-def events_of_branch(conn, branch_id: int, limit: int = 100) -> list[dict]:
-    return conn.execute(
-        """SELECT e.*, u.name AS user_name FROM events e LEFT JOIN users u ON u.id = e.user_id
-           WHERE e.branch_id = %s ORDER BY e.id DESC LIMIT %s""", (branch_id, limit)).fetchall()
-
-
 def request_task(conn, kind: str, build_id: int, user_id: int | None = None) -> dict:
     """Ask the workers to do something to a build (start its server again, ...)."""
     row = conn.execute("INSERT INTO tasks (kind, build_id, user_id) VALUES (%s, %s, %s) RETURNING *",
