@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -294,3 +295,16 @@ def test_a_project_role_reaches_only_its_own_databases(app, attack):
     for dbname in [app.dbname, "postgres", "template1", *beta_databases]:
         with pytest.raises(psycopg.OperationalError, match="permission denied"):
             connect(dbname).close()
+
+
+def test_build_folders_are_closed_to_the_hosts_other_users(app, attack):
+    def mode(path):
+        return stat.S_IMODE(os.lstat(path).st_mode)
+
+    root = layout.build_dir(app.config, attack["id"])
+    for folder in (app.config.paths.data_dir, app.config.paths.repos, app.config.paths.builds):
+        assert mode(folder) == 0o750, folder
+    for folder in (root, root / "logs", root / "data", root / "server-log"):
+        assert mode(folder) == 0o700, folder
+    assert mode(root / "src") & 0o007 == 0  # the containers' group reads it, nobody else
+    assert mode(root / "odoo.conf") == 0o600
