@@ -32,9 +32,11 @@ log = logging.getLogger(__name__)
 
 # The appliance's own folders: its user (and group, for tools like backups) only.
 FOLDER_MODE = 0o750
-# waitress buffers a request body before the app sees it: past the largest push (plus
-# room for git's own framing), a body is refused before it fills the disk.
-BODY_MARGIN_BYTES = 1 << 20
+# waitress buffers a request body before the app sees it. A push over [git]
+# max_push_bytes is refused by the app with git's own `remote:` lines, so the body must
+# still reach it; past twice the limit (plus room) waitress cuts it off with a bare 413,
+# before it fills the disk.
+BODY_MARGIN_BYTES = 16 << 20
 
 # How often the cap on running servers is enforced besides after each build.
 SERVER_CAP_SECONDS = 60
@@ -110,7 +112,7 @@ def serve(cfg: Config, ready: threading.Event | None = None) -> None:
     host, _, port = cfg.server.listen.rpartition(":")
     server = create_server(create_app(cfg, svc.db), host=host or "127.0.0.1", port=int(port),
                            threads=cfg.server.threads, ident="appliance",
-                           max_request_body_size=cfg.git.max_push_bytes + BODY_MARGIN_BYTES)
+                           max_request_body_size=2 * cfg.git.max_push_bytes + BODY_MARGIN_BYTES)
 
     stopping = threading.Event()
 
