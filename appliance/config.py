@@ -106,6 +106,7 @@ class RuntimeConfig:
     public_host: str = "127.0.0.1"
     network_prefix: str = "appliance"
     network_pool: str = "10.213.0.0/16"
+    bytecode_dir: str = ""
 
 
 @dataclass

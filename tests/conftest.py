@@ -83,6 +83,7 @@ def make_config(tmp_path: Path, dbname: str, **sections) -> config_mod.Config:
     ca_bundle = os.environ.get("APPLIANCE_TEST_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     cfg.runtime.ca_bundle = ca_bundle if Path(ca_bundle).exists() else ""
     cfg.runtime.memory = "1g"
+    cfg.runtime.bytecode_dir = str(STATE_DIR / "bytecode")
     cfg.odoo.versions = {"18.0": config_mod.OdooVersion(source=str(STUB_ODOO), ref="")}
     cfg.server.secret_key = "test-secret-key"
     cfg.workers.poll_seconds = 0.5

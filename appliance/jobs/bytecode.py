@@ -47,7 +47,8 @@ CACHE_MODE = 0o755
 
 
 def cache_dir(svc, version: str) -> Path:
-    return svc.config.paths.odoo / "bytecode" / version
+    base = svc.config.runtime.bytecode_dir
+    return (Path(base) if base else svc.config.paths.odoo / "bytecode") / version
 
 
 def ensure(svc, version: str, source: Path, image: str) -> Path:

@@ -71,6 +71,8 @@ max_running_servers = {max_servers}
 debian_packages = [{packages}]
 ca_bundle = "{ca_bundle if Path(ca_bundle).exists() else ''}"
 memory = "1g"
+# One cache for every test daemon of this host: each would compile the same files again.
+bytecode_dir = "{STATE_DIR / 'bytecode'}"
 
 [builds]
 health_timeout = 60
