@@ -245,6 +245,8 @@ def _fail(svc, row: dict, exc: BaseException) -> None:
     """The backup's row says why; its snapshots, if any, go at the next prune."""
     reason = str(exc) if isinstance(exc, ApplianceError) else \
         f"internal error: {exc.__class__.__name__}: {exc}"
+    if svc.extra.get("backup_stopping"):
+        reason = f"interrupted: the appliance stopped during the backup ({reason})"
     log.warning("backup #%s failed: %s", row["id"], reason)
     with svc.db.transaction() as conn:
         backups_store.finish(conn, row["id"], "failed", error=reason)
@@ -318,7 +320,7 @@ def run_daily(svc, now: datetime | None = None) -> list[dict]:
         projects = backups_store.production_projects(conn)
     made = []
     for project in projects:
-        if not _due(svc, project, now):
+        if svc.extra.get("backup_stopping") or not _due(svc, project, now):
             continue
         try:
             made.append(create(svc, project, None, "daily"))
@@ -345,7 +347,18 @@ def _due(svc, project: dict, now: datetime) -> bool:
     return sum(row["state"] == "failed" for row in since) < DAILY_ATTEMPTS
 
 
-# -- start-up ---------------------------------------------------------------------------
+# -- start-up and stop -------------------------------------------------------------------
+
+def stop(svc) -> None:
+    """The daemon is stopping: running backups are interrupted (restic saves nothing and
+    removes its lock; their rows fail, saying so) and no new one starts."""
+    svc.extra["backup_stopping"] = True
+    repo = svc.extra.get("restic")
+    if repo is not None:
+        repo.interrupt()
+    for dump in list(svc.extra.get("backup_dumps", ())):
+        dump.kill()  # one waiting for a table lock would not notice restic is gone
+
 
 def recover(svc) -> list[int]:
     """After a stop or a kill: backups left running by a process that is gone are failed

@@ -108,9 +108,11 @@ class DumpStream:
     def __iter__(self):
         server = server_version(self.svc)
         command, env = dump_command(self.svc, self.database, server // 10000)
+        running = self.svc.extra.setdefault("backup_dumps", set())  # for backup.stop
         with tempfile.TemporaryFile() as errors:
             proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=env,
                                     stdin=subprocess.DEVNULL)
+            running.add(proc)
             try:
                 while chunk := proc.stdout.read(CHUNK_BYTES):
                     self.sha256.update(chunk)
@@ -118,6 +120,7 @@ class DumpStream:
                     yield chunk
                 code = proc.wait()
             finally:
+                running.discard(proc)
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()

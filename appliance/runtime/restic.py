@@ -121,6 +121,18 @@ class Restic:
         self.cache_dir = cache_dir
         self.lock_wait_seconds = lock_wait_seconds
         self.binary = binary
+        self._live: set[subprocess.Popen] = set()  # restic processes running now
+        self._guard = threading.Lock()
+        self._stopped = False
+
+    def interrupt(self) -> None:
+        """Stop every restic this object runs, as Ctrl-C does (no snapshot is saved, the
+        lock is removed), and start no more: the daemon is stopping."""
+        with self._guard:
+            self._stopped = True
+            running = list(self._live)
+        for proc in running:
+            _interrupt(proc)
 
     # -- the repository ------------------------------------------------------------
     def exists(self) -> bool:
@@ -297,15 +309,22 @@ class Restic:
     def _run(self, args: list[str], cwd: Path | None = None, check: bool = True,
              quiet: bool = True) -> subprocess.CompletedProcess:
         """Run restic to its end; while another process holds the repository's lock, try
-        again every LOCK_RETRY_SECONDS for up to lock_wait_seconds."""
+        again every LOCK_RETRY_SECONDS for up to lock_wait_seconds, removing stale locks
+        (of processes gone) first."""
         deadline = time_mod.monotonic() + self.lock_wait_seconds
         while True:
-            result = subprocess.run(self._command(args, quiet), cwd=cwd, env=self._env(),
-                                    capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            with self._started(self._command(args, quiet), cwd=cwd, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True) as proc:
+                stdout, stderr = proc.communicate()
+            result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
             locked = result.returncode != 0 and LOCKED in result.stderr
-            if not locked or time_mod.monotonic() >= deadline:
+            if not locked or self._stopped or time_mod.monotonic() >= deadline:
                 break
             log.info("restic %s: the repository is locked, trying again", args[0])
+            if args[0] != "unlock":  # a lock whose process is gone would never go by itself
+                with contextlib.suppress(BackupError):
+                    self.unlock()
             time_mod.sleep(LOCK_RETRY_SECONDS)
         if check and result.returncode != 0:
             raise BackupError(f"restic {args[0]} failed: {_message(result.stderr)}")
@@ -315,21 +334,44 @@ class Restic:
     def _popen(self, args: list[str], stdin=subprocess.DEVNULL):
         """restic with its stdout as a stream (or, with a stdin to feed, collected with
         its stderr by threads, so that neither pipe fills)."""
-        proc = subprocess.Popen(self._command(args), env=self._env(), stdin=stdin,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        out: list[str] = []
-        err: list[str] = []
-        readers = [_drain(proc.stderr, err)]
-        if stdin is subprocess.PIPE:
-            readers.append(_drain(proc.stdout, out))
+        with self._started(self._command(args), stdin=stdin, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE) as proc:
+            out: list[str] = []
+            err: list[str] = []
+            readers = [_drain(proc.stderr, err)]
+            if stdin is subprocess.PIPE:
+                readers.append(_drain(proc.stdout, out))
+            try:
+                yield proc, out, err
+            finally:
+                if proc.poll() is None:
+                    _stop(proc)
+                for reader in readers:
+                    reader.join()
+                proc.stdout.close()
+
+    @contextlib.contextmanager
+    def _started(self, command: list[str], **kwargs):
+        """A restic process, known to `interrupt` while it runs."""
+        with self._guard:
+            if self._stopped:
+                raise BackupError("interrupted: the appliance is stopping")
+            proc = subprocess.Popen(command, env=self._env(), **kwargs)
+            self._live.add(proc)
         try:
-            yield proc, out, err
+            yield proc
         finally:
             if proc.poll() is None:
                 _stop(proc)
-            for reader in readers:
-                reader.join()
-            proc.stdout.close()
+            with self._guard:
+                self._live.discard(proc)
+
+
+def _interrupt(proc: subprocess.Popen) -> None:
+    """Ctrl-C, once: a second one would make restic exit at once, leaving its lock."""
+    if proc.poll() is None and not getattr(proc, "interrupted", False):
+        proc.interrupted = True
+        proc.send_signal(signal.SIGINT)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -337,7 +379,7 @@ def _stop(proc: subprocess.Popen) -> None:
     when it does not end within STOP_SECONDS (its lock then stays, stale)."""
     if proc.poll() is not None:
         return
-    proc.send_signal(signal.SIGINT)
+    _interrupt(proc)
     try:
         proc.wait(timeout=STOP_SECONDS)
     except subprocess.TimeoutExpired:
@@ -407,4 +449,4 @@ def _message(stderr: str) -> str:
     """restic's own words: its Fatal line, else its last lines."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     fatal = [line.removeprefix("Fatal: ") for line in lines if line.startswith("Fatal:")]
-    return "; ".join(fatal or lines[-3:]) or "no message"
+    return "; ".join(fatal or lines[-4:]) or "no message"

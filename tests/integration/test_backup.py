@@ -311,6 +311,43 @@ def test_a_cli_backup_killed_midway_leaves_no_running_backup_and_no_lock_after_s
     assert snapshots(app, f"backup={row['id']}") == []
 
 
+def test_a_stop_interrupts_a_running_backup_which_fails_saying_so(app):
+    svc = Services(app.config, app.db)  # a repository object of its own, stopped below
+    db, _ = production(app)
+    info = psycopg.conninfo.make_conninfo(host="127.0.0.1", dbname=db, user="appliance",
+                                          password=db_password())
+    errors = []
+
+    def run():
+        try:
+            backup.create(svc, project(app))
+        except BackupError as exc:
+            errors.append(exc)
+    with psycopg.connect(info) as blocker:  # pg_dump waits for this lock: a backup mid-way
+        blocker.execute("LOCK TABLE shop_order IN ACCESS EXCLUSIVE MODE")
+        worker = threading.Thread(target=run)
+        worker.start()
+        row = wait_for_running_backup(app)
+        while not locks(app):
+            time.sleep(0.2)
+        # restic registers its lock for removal a moment after writing it: interrupted
+        # in between, it leaves it (stale, for the next `unlock`).
+        time.sleep(1)
+        stopped = time.monotonic()
+        backup.stop(svc)
+        worker.join(timeout=30)
+        assert not worker.is_alive() and time.monotonic() - stopped < 15
+        blocker.rollback()
+    assert errors
+    with app.db.transaction() as conn:
+        after = backups_store.get(conn, row["id"])
+    assert after["state"] == "failed"
+    assert after["error"].startswith("interrupted: the appliance stopped during the backup")
+    assert locks(app) == [] and snapshots(app, f"backup={row['id']}") == []
+    with pytest.raises(BackupError, match="stopping"):
+        backup.create(svc, project(app))
+
+
 def wait_for_running_backup(app, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -80,12 +80,12 @@ def test_a_wrong_password_is_restic_s_own_message(repo, tmp_path):
 
 def test_the_password_is_never_on_a_command_line(repo, monkeypatch):
     seen = []
-    real = subprocess.run
+    real = subprocess.Popen
 
     def spy(command, *args, **kwargs):
         seen.append(list(command))
         return real(command, *args, **kwargs)
-    monkeypatch.setattr(subprocess, "run", spy)
+    monkeypatch.setattr(subprocess, "Popen", spy)
     repo.snapshots()
     assert seen and not any("a password nobody types" in part for c in seen for part in c)
     assert "--password-file" in seen[0]
@@ -101,7 +101,8 @@ def test_a_copy_to_another_repository_brings_the_snapshots(repo, tmp_path):
     assert "no errors were found" in target.check("100%")
 
 
-def test_a_stale_lock_is_removed_by_unlock(repo, tmp_path):
+def stale_lock(repo) -> None:
+    """A lock left by a restic killed mid-backup."""
     process = subprocess.Popen(repo._command(["backup", "--stdin"]), env=repo._env(),
                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -111,8 +112,22 @@ def test_a_stale_lock_is_removed_by_unlock(repo, tmp_path):
     process.kill()
     process.wait()
     assert len(repo.locks()) == 1
+
+
+def test_a_stale_lock_is_removed_by_unlock(repo):
+    stale_lock(repo)
     repo.unlock()
     assert repo.locks() == []
+
+
+def test_a_stale_lock_does_not_stop_forget_which_waits_for_locks(repo):
+    summary = repo.backup_stdin([b"x"], "database.dump", ["project=f"])
+    stale_lock(repo)
+    with pytest.raises(BackupError, match="already locked"):
+        repo.forget([summary.snapshot_id])  # no patience: restic's own refusal
+    repo.lock_wait_seconds = 30
+    repo.forget([summary.snapshot_id])
+    assert repo.snapshots(["project=f"]) == [] and repo.locks() == []
 
 
 def test_the_appliance_repository_refuses_a_lost_password(config, db):
