@@ -11,11 +11,9 @@ run_daily   the scheduler's hourly job: a daily backup of each production whose 
             since, then retention
 recover     at start: backups cut short by a stop are failed, stale restic locks removed
 
-Locks: never two backups of one project at once, and none during a deploy: both take
-`project_lock` (a PostgreSQL advisory lock on a connection of their own, so a killed
-process releases it). The repository is shared by every project: backups hold
-`repository_lock` shared, forget/prune/check hold it exclusive (restic itself would fail,
-not wait, on its own lock). Both wait up to [backup] lock_wait_minutes.
+Locks (jobs/locks.py): never two backups of one project at once, and none during a
+deploy: both take `project_lock`. Backups hold `repository_lock` shared, forget, prune
+and check exclusive (restic itself would fail, not wait, on its own lock).
 
 The repository is <data_dir>/backups/restic; its password, made once, is in
 <data_dir>/backups/restic-password (0600). Without that password nothing restores.
@@ -23,7 +21,6 @@ The repository is <data_dir>/backups/restic; its password, made once, is in
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -35,10 +32,9 @@ import zlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import psycopg
-
 from appliance.errors import ApplianceError, BackupError, UserError
 from appliance.jobs import backup_content as content
+from appliance.jobs.locks import PROJECT_LOCK, advisory, project_lock, repository_lock
 from appliance.runtime import filestore
 from appliance.runtime.restic import KeepPolicy, Repository, Restic
 from appliance.store import backups as backups_store
@@ -47,15 +43,11 @@ from appliance.store import projects as projects_store
 log = logging.getLogger(__name__)
 
 KINDS = backups_store.KINDS
-# Advisory lock keys (pg_advisory_lock(space, key)): one per project, one for the repository.
-PROJECT_LOCK = 0x0DD0BAC1
-REPOSITORY_LOCK = 0x0DD0BAC2
 # Room the repository needs besides the database's size: restic's indexes and packs.
 FREE_MARGIN_BYTES = 256 * 1024 * 1024
 # A daily backup that failed this many times since its hour is not tried again that day.
 DAILY_ATTEMPTS = 3
 
-_held = threading.local()       # the projects this thread holds the lock of
 _repository_guard = threading.Lock()
 
 
@@ -103,63 +95,6 @@ def _open_repository(cfg, create: bool) -> Restic | None:
 
 def _work_dir(cfg, backup_id: int) -> Path:
     return backups_dir(cfg) / "work" / str(int(backup_id))
-
-
-# -- locks ------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def project_lock(svc, project_id: int, purpose: str):
-    """Held by a backup, and by a production deploy, of the project: the other waits.
-    Taken again by the thread that holds it (a deploy making its update backup), it is
-    simply held on."""
-    held = _held.__dict__.setdefault("projects", set())
-    if project_id in held:
-        yield
-        return
-    with _advisory(svc, PROJECT_LOCK, project_id, False, purpose, "the project"):
-        held.add(project_id)
-        try:
-            yield
-        finally:
-            held.discard(project_id)
-
-
-@contextlib.contextmanager
-def repository_lock(svc, exclusive: bool, purpose: str):
-    """Shared by backups; exclusive for forget, prune and check."""
-    with _advisory(svc, REPOSITORY_LOCK, 0, not exclusive, purpose, "the backup repository"):
-        yield
-
-
-@contextlib.contextmanager
-def _advisory(svc, space: int, key: int, shared: bool, purpose: str, what: str,
-              wait_ms: int | None = None):
-    if wait_ms is None:
-        wait_ms = svc.config.backup.lock_wait_minutes * 60_000
-    conn = svc.db.connect_listener()  # its own session: a dead process releases the lock
-    try:
-        conn.execute("SELECT set_config('application_name', %s, false), "
-                     "set_config('lock_timeout', %s, false)",
-                     (f"appliance: {purpose}"[:63], str(int(wait_ms))))
-        function = "pg_advisory_lock_shared" if shared else "pg_advisory_lock"
-        try:
-            conn.execute(f"SELECT {function}(%s, %s)", (space, key))
-        except psycopg.errors.LockNotAvailable:
-            holders = _holders(conn, space, key)
-            raise BackupError(f"{purpose}: {what} is busy ({holders or 'held elsewhere'}); "
-                              f"gave up after {wait_ms / 60000:g} minutes") from None
-        yield
-    finally:
-        conn.close()
-
-
-def _holders(conn, space: int, key: int) -> str:
-    rows = conn.execute(
-        """SELECT DISTINCT a.application_name FROM pg_locks l
-           JOIN pg_stat_activity a ON a.pid = l.pid
-           WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s
-                 AND l.objsubid = 2""", (space, key)).fetchall()
-    return ", ".join(row[0] for row in rows if row[0])
 
 
 # -- making a backup ---------------------------------------------------------------------
@@ -370,7 +305,7 @@ def recover(svc) -> list[int]:
     failed = []
     for row in rows:
         try:
-            with _advisory(svc, PROJECT_LOCK, row["project_id"], False,
+            with advisory(svc, PROJECT_LOCK, row["project_id"], False,
                            "recovery of backups", "the project", wait_ms=1):
                 with svc.db.transaction() as conn:
                     backups_store.finish(conn, row["id"], "failed",

@@ -1,12 +1,13 @@
 """restic, the backup engine: deduplicated, encrypted snapshots in a repository.
 
 A thin adapter over the `restic` command (Debian 12: 0.14) run as a subprocess with
-`--json`: it returns dataclasses and raises BackupError with restic's own message. The
-repository's password is only ever in a file (`--password-file`), never on a command line,
-in the environment or in a log. Every process runs with TZ=UTC (snapshot times, and so
-the daily/weekly/monthly buckets of `forget`, are UTC) and, where util-linux's setpriv
-exists, dies with the thread that started it: a killed daemon leaves no restic finishing
-a snapshot of a half-read stream (its lock then goes stale, and `unlock` removes it).
+`--json`: it returns dataclasses (restic_output.py reads what restic prints) and raises
+BackupError with restic's own message. The repository's password is only ever in a file
+(`--password-file`), never on a command line, in the environment or in a log. Every
+process runs with TZ=UTC (snapshot times, and so the daily/weekly/monthly buckets of
+`forget`, are UTC) and, where util-linux's setpriv exists, dies with the thread that
+started it: a killed daemon leaves no restic finishing a snapshot of a half-read stream
+(its lock then goes stale, and `unlock` removes it).
 
 restic 0.14 cannot put stdin and files into one snapshot, and takes the repository's
 lock exclusively for forget, prune and check: callers serialise those with backups.
@@ -18,7 +19,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from appliance.errors import BackupError
+from appliance.runtime import restic_output as output
+from appliance.runtime.restic_output import ForgetPlan, Node, Snapshot, Summary  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +39,12 @@ log = logging.getLogger(__name__)
 # look again this often, until the caller's patience runs out.
 LOCK_RETRY_SECONDS = 5.0
 LOCKED = "repository is already locked"
-# Exit status of a backup that could not read some files: the snapshot exists, incomplete.
-INCOMPLETE = 3
 # An interrupted restic removes its lock and exits within a second or two.
 STOP_SECONDS = 10.0
 NO_REPOSITORY = ("unable to open config file", "Is there a repository at the following")
 # Only these variables of ours reach restic (plus the repository's own, e.g. credentials
 # of a remote): none of RESTIC_* set around the daemon can redirect or unlock it.
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR")
-FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
 @dataclass(frozen=True)
@@ -59,57 +58,10 @@ class Repository:
 
 
 @dataclass(frozen=True)
-class Summary:
-    """What restic says at the end of a backup."""
-
-    snapshot_id: str
-    data_added: int
-    total_bytes: int
-    total_files: int
-    seconds: float
-    unmodified_files: int = 0    # found unchanged against the parent snapshot, not read
-    warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    id: str
-    short_id: str
-    time: datetime
-    tags: tuple[str, ...]
-    paths: tuple[str, ...]
-    hostname: str
-
-    def tag(self, name: str) -> str | None:
-        """The value of a `name=value` tag, or None."""
-        for tag in self.tags:
-            key, sep, value = tag.partition("=")
-            if sep and key == name:
-                return value
-        return None
-
-
-@dataclass(frozen=True)
 class KeepPolicy:
     daily: int = 7
     weekly: int = 4
     monthly: int = 3
-
-
-@dataclass(frozen=True)
-class ForgetPlan:
-    """What `forget` with a policy keeps (with restic's reasons) and removes."""
-
-    keep: list[Snapshot]
-    remove: list[Snapshot]
-    reasons: dict[str, list[str]]  # snapshot id -> ["daily snapshot", "weekly snapshot"...]
-
-
-@dataclass(frozen=True)
-class Node:
-    path: str
-    type: str
-    size: int
 
 
 class Restic:
@@ -141,7 +93,7 @@ class Restic:
             return True
         if any(text in result.stderr for text in NO_REPOSITORY):
             return False
-        raise BackupError(f"restic cannot open {self.repo.location}: {_message(result.stderr)}")
+        raise BackupError(f"restic cannot open {self.repo.location}: {output.message(result.stderr)}")
 
     def init(self, chunker_params_from: "Restic | None" = None) -> bool:
         """Make the repository unless it exists; True when made. A copy target made with
@@ -196,7 +148,7 @@ class Restic:
                 if hasattr(source, "close"):
                     source.close()  # a generator left early stops its producer now
             code = proc.wait()
-        return _summary(code, "".join(out), "".join(err))
+        return output.summary(code, "".join(out), "".join(err))
 
     def backup_paths(self, paths: list[str], cwd: Path, tags: list[str],
                      time: datetime | None = None, parent: str | None = None) -> Summary:
@@ -208,22 +160,17 @@ class Restic:
         if parent:
             args += ["--parent", parent]
         result = self._run(args + ["--", *paths], cwd=cwd, check=False)
-        return _summary(result.returncode, result.stdout, result.stderr)
+        return output.summary(result.returncode, result.stdout, result.stderr)
 
     # -- reading them -------------------------------------------------------------
     def snapshots(self, tags: list[str] | None = None) -> list[Snapshot]:
         """The snapshots carrying every one of `tags`, oldest first."""
         args = ["snapshots"] + (["--tag", ",".join(tags)] if tags else [])
-        return [_snapshot(item) for item in json.loads(self._run(args).stdout or "[]")]
+        return [output.snapshot(item) for item in json.loads(self._run(args).stdout or "[]")]
 
     def ls(self, snapshot_id: str) -> list[Node]:
         """Every entry of a snapshot."""
-        nodes = []
-        for line in self._run(["ls", snapshot_id]).stdout.splitlines():
-            item = json.loads(line)
-            if item.get("struct_type") == "node":
-                nodes.append(Node(item["path"], item["type"], item.get("size", 0)))
-        return nodes
+        return output.nodes(self._run(["ls", snapshot_id]).stdout)
 
     @contextlib.contextmanager
     def dump(self, snapshot_id: str, path: str) -> Iterator:
@@ -242,7 +189,7 @@ class Restic:
             code = proc.wait()
             if finished and code != 0:
                 raise BackupError(f"restic dump {snapshot_id} {path} failed: "
-                                  f"{_message(''.join(err))}")
+                                  f"{output.message(''.join(err))}")
 
     def restore(self, snapshot_id: str, target: Path, include: Iterable[str] = ()) -> None:
         """Extract a snapshot (or the paths matching `include`, like "/filestore") into
@@ -278,16 +225,7 @@ class Restic:
         args = ["forget", "--tag", ",".join(tags), "--group-by", "",
                 "--keep-daily", str(keep.daily), "--keep-weekly", str(keep.weekly),
                 "--keep-monthly", str(keep.monthly)] + (["--dry-run"] if dry_run else [])
-        plan = ForgetPlan([], [], {})
-        for group in json.loads(self._run(args).stdout or "[]"):
-            # A reason names its snapshot by content (time, tree), not by id.
-            reasons = {(r["snapshot"]["time"], r["snapshot"]["tree"]): r["matches"]
-                       for r in group.get("reasons") or []}
-            for item in group.get("keep") or []:
-                plan.keep.append(_snapshot(item))
-                plan.reasons[item["id"]] = list(reasons.get((item["time"], item["tree"]), []))
-            plan.remove.extend(_snapshot(item) for item in group.get("remove") or [])
-        return plan
+        return output.forget_plan(self._run(args).stdout)
 
     # -- running restic -----------------------------------------------------------
     def _command(self, args: list[str], quiet: bool = True) -> list[str]:
@@ -327,7 +265,7 @@ class Restic:
                     self.unlock()
             time_mod.sleep(LOCK_RETRY_SECONDS)
         if check and result.returncode != 0:
-            raise BackupError(f"restic {args[0]} failed: {_message(result.stderr)}")
+            raise BackupError(f"restic {args[0]} failed: {output.message(result.stderr)}")
         return result
 
     @contextlib.contextmanager
@@ -408,45 +346,3 @@ def _time(moment: datetime | None) -> list[str]:
         return []
     utc = moment.astimezone(timezone.utc) if moment.tzinfo else moment
     return ["--time", utc.strftime("%Y-%m-%d %H:%M:%S")]
-
-
-def _summary(code: int, stdout: str, stderr: str) -> Summary:
-    """The summary line of a backup; BackupError when it made no snapshot."""
-    summary, warnings = None, []
-    for line in stdout.splitlines():
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if item.get("message_type") == "summary":
-            summary = item
-        elif item.get("message_type") == "error":
-            warnings.append(f"{item.get('item', '')}: {item.get('error')}")
-    if code not in (0, INCOMPLETE) or summary is None:
-        raise BackupError(f"restic backup failed: {_message(stderr)}")
-    if code == INCOMPLETE:
-        warnings.append(_message(stderr))
-    return Summary(snapshot_id=summary["snapshot_id"], data_added=summary["data_added"],
-                   total_bytes=summary["total_bytes_processed"],
-                   total_files=summary["total_files_processed"],
-                   seconds=summary["total_duration"],
-                   unmodified_files=summary.get("files_unmodified", 0),
-                   warnings=tuple(warnings))
-
-
-def _snapshot(item: dict) -> Snapshot:
-    return Snapshot(id=item["id"], short_id=item.get("short_id", item["id"][:8]),
-                    time=parse_time(item["time"]), tags=tuple(item.get("tags") or ()),
-                    paths=tuple(item.get("paths") or ()), hostname=item.get("hostname", ""))
-
-
-def parse_time(text: str) -> datetime:
-    """restic's RFC 3339 times (nanoseconds, Z or an offset) as aware datetimes."""
-    return datetime.fromisoformat(FRACTION.sub(r"\1", text).replace("Z", "+00:00"))
-
-
-def _message(stderr: str) -> str:
-    """restic's own words: its Fatal line, else its last lines."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    fatal = [line.removeprefix("Fatal: ") for line in lines if line.startswith("Fatal:")]
-    return "; ".join(fatal or lines[-4:]) or "no message"

@@ -24,6 +24,7 @@ import pytest
 from appliance import layout
 from appliance.errors import BackupError, UserError
 from appliance.jobs import backup
+from appliance.jobs.locks import project_lock
 from appliance.services import Services
 from appliance.store import backups as backups_store
 from appliance.store import builds as builds_store
@@ -219,7 +220,7 @@ def test_a_development_branch_or_an_unknown_one_is_refused_and_nothing_is_record
 def test_a_backup_waits_for_a_deploy_of_its_project_then_runs(app):
     proj = project(app)
     done = []
-    with backup.project_lock(app.svc, proj["id"], "deploy of build #99"):
+    with project_lock(app.svc, proj["id"], "deploy of build #99"):
         worker = threading.Thread(target=lambda: done.append(backup.create(app.svc, proj)))
         worker.start()
         time.sleep(2)
@@ -236,7 +237,7 @@ def test_a_backup_that_waits_too_long_names_who_holds_the_project(app, monkeypat
     taken, release = threading.Event(), threading.Event()
 
     def deploy():
-        with backup.project_lock(app.svc, proj["id"], "deploy of build #99"):
+        with project_lock(app.svc, proj["id"], "deploy of build #99"):
             taken.set()
             release.wait(60)
     holder = threading.Thread(target=deploy)
