@@ -16,7 +16,7 @@ Each way is timed until its data is on disk (a sync ends it). Targets: first bac
     second backup added: <percent>%
     restore: <ratio>x
 
-    .venv/bin/python bench/backup.py [--db-mb 1024] [--files-mb 2048] [--smoke]
+    .venv/bin/python bench/backup.py [--db-mb 1024] [--files-mb 2048] [--config F] [--smoke]
 
 A scratch state database and a repository of its own are made and removed; the kept data
 (--data) is only read.
@@ -49,13 +49,21 @@ TARGET = "appl_bench_backup"
 CHANGED_SHARE = 0.01
 
 
-def configure(state_db: str, folder: Path) -> config_mod.Config:
-    cfg = config_mod.Config()
-    cfg.database.password = (ROOT / "var" / "db-password").read_text().strip()
-    cfg.database.dsn = f"host=127.0.0.1 dbname={state_db} user=appliance"
+def configure(config: Path, state_db: str, folder: Path) -> config_mod.Config:
+    """The appliance's config for the run: PostgreSQL as `config` says, the state in
+    `state_db`, the data folder (and so the repository) in `folder`."""
+    cfg = config_mod.load(config)
+    cfg.database.dsn = psycopg.conninfo.make_conninfo(cfg.database.dsn, dbname=state_db)
     cfg.paths.data_dir = folder
     cfg.odoo.versions = {"18.0": config_mod.OdooVersion(str(ROOT / "tests" / "odoo_stub"), "")}
     return cfg
+
+
+def client(pg, database: str) -> tuple[str, dict]:
+    """A pg_dump/pg_restore --dbname for `database` and its environment (the password)."""
+    params = psycopg.conninfo.conninfo_to_dict(store_db.conninfo(pg.cfg))
+    env = {**os.environ, "PGPASSWORD": str(params.pop("password", ""))}
+    return f"--dbname={psycopg.conninfo.make_conninfo(**dict(params, dbname=database))}", env
 
 
 def scratch_state(cfg: config_mod.Config, name: str, create: bool) -> None:
@@ -86,9 +94,8 @@ def timed(func, *args) -> float:
 
 
 def bare_backup(pg, database: str, files: Path, out: Path) -> None:
-    env = {**os.environ, "PGPASSWORD": pg.cfg.password}
-    subprocess.run(["pg_dump", "-Fc", "-h", "127.0.0.1", "-U", "appliance", "-f",
-                    str(out / "dump"), database], check=True, env=env)
+    dbname, env = client(pg, database)
+    subprocess.run(["pg_dump", "-Fc", "-f", str(out / "dump"), dbname], check=True, env=env)
     subprocess.run(["cp", "-a", str(files), str(out / "filestore")], check=True)
 
 
@@ -98,20 +105,18 @@ def restored(data) -> str:
 
 def bare_restore(pg, name: str, out: Path, target: Path) -> None:
     pg.create_database(name, ROLE)
-    env = {**os.environ, "PGPASSWORD": pg.cfg.password}
-    subprocess.run(["pg_restore", "--no-owner", "--no-acl", "--exit-on-error", "-h",
-                    "127.0.0.1", "-U", "appliance", "-d", name, str(out / "dump")],
-                   check=True, env=env)
+    dbname, env = client(pg, name)
+    subprocess.run(["pg_restore", "--no-owner", "--no-acl", "--exit-on-error", dbname,
+                    str(out / "dump")], check=True, env=env)
     subprocess.run(["cp", "-a", str(out / "filestore"), str(target)], check=True)
 
 
 def appliance_restore(svc: Services, pg, name: str, row: dict, target: Path) -> None:
     pg.create_database(name, ROLE)
-    env = {**os.environ, "PGPASSWORD": pg.cfg.password}
+    dbname, env = client(pg, name)
     with backup.open_dump(svc, row) as stream:
-        subprocess.run(["pg_restore", "--no-owner", "--no-acl", "--exit-on-error", "-h",
-                        "127.0.0.1", "-U", "appliance", "-d", name], stdin=stream,
-                       check=True, env=env)
+        subprocess.run(["pg_restore", "--no-owner", "--no-acl", "--exit-on-error", dbname],
+                       stdin=stream, check=True, env=env)
     backup.restore_files(svc, row, target)
 
 
@@ -136,7 +141,7 @@ def main() -> None:
             tempfile.TemporaryDirectory(prefix="appliance-bench-backup-",
                                         dir=args.data if not args.smoke else None) as work:
         work = Path(work)
-        cfg = configure(state, work / "state")
+        cfg = configure(args.config, state, work / "state")
         scratch_state(cfg, state, create=True)
         db = store_db.Database(cfg.database, max_size=4).open()
         try:
