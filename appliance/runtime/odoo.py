@@ -1,4 +1,5 @@
-"""Odoo as the appliance sees it: addon manifests, command lines and server logs.
+"""Odoo as the appliance sees it: addon manifests and server logs (command lines:
+odoo_commands).
 
 Pure functions, no Docker and no database: the build jobs run the commands built
 here in a container and hand the log back to `classify`, which decides whether the
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from appliance.errors import ManifestError
+# The command lines are named here too: callers know one module for Odoo.
+from appliance.runtime.odoo_commands import (install_command, server_command,  # noqa: F401
+                                             update_command)
 
 _logger = logging.getLogger(__name__)
 
@@ -356,52 +360,3 @@ def _last_exception_line(records: list[LogRecord]) -> str:
             return line
     # A crash before Odoo's logging started prints its traceback raw: one record a line.
     return _exception_line("\n".join(r.text.rstrip("\n") for r in records if r.level == "RAW"))
-
-
-# --------------------------------------------------------------------------- commands
-
-
-def server_command(
-    *, odoo_bin: str, database: str, db_host: str, db_user: str, db_password: str | None,
-    addons_path: list[str], data_dir: str, http_port: int = 8069,
-    logfile: str | None = None, extra: Iterable[str] = (),
-) -> list[str]:
-    """`python3 odoo-bin ...` serving `database`.
-
-    Leave `db_password` None and pass PGPASSWORD in the environment instead: the
-    command line is visible in `ps`, the environment is not.
-    """
-    command = ["python3", odoo_bin, "-d", database, "--db_host", db_host, "-r", db_user]
-    if db_password is not None:
-        command += ["-w", db_password]
-    if addons_path:
-        command += ["--addons-path", ",".join(addons_path)]
-    command += ["-D", data_dir, "-p", str(http_port)]
-    if logfile:
-        command += ["--logfile", logfile]
-    return command + list(extra)
-
-
-def install_command(*, modules: list[str], demo: bool, test_enable: bool,
-                    test_tags: str | None = None, **server) -> list[str]:
-    """Install `modules` (with their dependencies), optionally test, then stop.
-    `server` takes server_command's arguments."""
-    command = server_command(**server) + ["-i", ",".join(modules), "--stop-after-init"]
-    if not demo:
-        command.append("--without-demo=all")
-    return command + _test_options(test_enable, test_tags)
-
-
-def update_command(*, modules: list[str], test_enable: bool, test_tags: str | None = None,
-                   **server) -> list[str]:
-    """Update installed `modules` (`-u`: migrations, data), optionally test, then stop.
-    `server` takes server_command's arguments."""
-    command = server_command(**server) + ["-u", ",".join(modules), "--stop-after-init"]
-    return command + _test_options(test_enable, test_tags)
-
-
-def _test_options(test_enable: bool, test_tags: str | None) -> list[str]:
-    options = ["--test-enable"] if test_enable or test_tags else []
-    if test_tags:
-        options += ["--test-tags", test_tags]
-    return options
