@@ -30,7 +30,7 @@ DEVELOPMENT_SHOWN = 20
 # cells change colour live, and every IDLE_POLL_SECONDS otherwise, so a push from a
 # terminal appears without a reload; an unchanged poll is a 204 of a few ms.
 BUSY_POLL_SECONDS = 2
-IDLE_POLL_SECONDS = 10
+IDLE_POLL_SECONDS = 5
 
 
 @blueprint.get("/")

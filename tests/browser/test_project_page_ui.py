@@ -32,7 +32,7 @@ def test_the_list_polls_with_its_etag_swaps_nothing_unchanged_and_slows_when_idl
     cell = page.locator(f'a.cell[data-build="{build["id"]}"]')
     expect(cell).to_have_class(re.compile(r"\bgreen\b"), timeout=LIVE_TIMEOUT_MS)
     assert polls[-1] == 200
-    expect(page.locator("#branches")).to_have_attribute("hx-trigger", "every 10s")
+    expect(page.locator("#branches")).to_have_attribute("hx-trigger", "every 5s")
     seen = len(polls)
     page.wait_for_timeout(TWO_POLLS_MS)
     assert len(polls) == seen, polls  # nothing in progress: no poll within two busy ones

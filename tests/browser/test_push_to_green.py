@@ -34,7 +34,7 @@ def test_a_pushed_branch_turns_green_in_the_browser_and_its_log_arrives(tmp_path
             repo = make_repo(tmp_path / "repo", "green")
             _, ids = push(repo, app.remote("acme", "admin", token), "feature-ui")
             cell = page.locator(f'a.cell[data-build="{ids[0]}"]')
-            expect(cell).to_be_visible(timeout=10_000)  # appears without reloading
+            expect(cell).to_be_visible(timeout=15_000)  # appears without reloading (idle poll)
             expect(cell).to_have_class(re.compile(r"\bgreen\b"), timeout=BUILD_TIMEOUT_MS)
 
             cell.click()

@@ -141,8 +141,8 @@ def test_the_list_polls_often_while_a_build_is_in_progress_and_seldom_when_idle(
     set_state(db, build["id"], "running", result="success")
     fragment = poll(client).get_data(as_text=True)
     assert fragment.lstrip().startswith('<div id="branches"')
-    assert 'hx-trigger="every 10s"' in fragment and "every 2s" not in fragment
-    assert 'hx-trigger="every 10s"' in client.get("/projects/acme").get_data(as_text=True)
+    assert 'hx-trigger="every 5s"' in fragment and "every 2s" not in fragment
+    assert 'hx-trigger="every 5s"' in client.get("/projects/acme").get_data(as_text=True)
 
 
 # What the list shows
