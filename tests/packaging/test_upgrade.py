@@ -106,6 +106,8 @@ def configure(container: Container, app: Appliance, data: Path) -> None:
     config = re.sub(r'password_file = ".*"', 'password_file = "/etc/appliance/db-password"',
                     config)
     config = re.sub(r'data_dir = ".*"', f'data_dir = "{data}"', config)
+    # Under the data folder, which the host sees at the same path (the engine mounts it).
+    config = re.sub(r'bytecode_dir = ".*"', f'bytecode_dir = "{data}/bytecode"', config)
     docker("exec", "--interactive", container.name, "bash", "-c",
            "cat > /etc/appliance/appliance.toml", input="# edited here\n" + config)
     docker("exec", "--interactive", container.name, "bash", "-c",
