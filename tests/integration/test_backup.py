@@ -30,7 +30,7 @@ from appliance.store import backups as backups_store
 from appliance.store import builds as builds_store
 from appliance.store import projects as projects_store
 from tests.conftest import ROOT, admin_conninfo, db_password
-from tests.integration.harness import Appliance, make_repo, odoo_shell, push
+from tests.integration.harness import Appliance, make_repo, odoo_shell, push, sql
 
 pytestmark = pytest.mark.docker
 
@@ -66,14 +66,6 @@ def app(tmp_path_factory):
 def project(app) -> dict:
     with app.db.transaction() as conn:
         return projects_store.get_project(conn, PROJECT)
-
-
-def sql(dbname: str, query: str, params=()):
-    info = psycopg.conninfo.make_conninfo(host="127.0.0.1", dbname=dbname, user="appliance",
-                                          password=db_password())
-    with psycopg.connect(info, autocommit=True) as conn:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else None
 
 
 def production(app) -> tuple[str, object]:
