@@ -38,7 +38,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import psycopg  # noqa: E402
 from aiosmtpd.controller import Controller  # noqa: E402
 
 from appliance import config as config_mod  # noqa: E402
@@ -46,9 +45,8 @@ from appliance.jobs import mail as mail_jobs  # noqa: E402
 from appliance.runtime import smtp  # noqa: E402
 from appliance.services import Services  # noqa: E402
 from appliance.store import builds as builds_store  # noqa: E402
-from appliance.store import db as store_db  # noqa: E402
 from appliance.store import projects as projects_store  # noqa: E402
-from bench.scratch import scratch_database  # noqa: E402
+from bench.scratch import scratch_state  # noqa: E402
 
 MAILS = 1000
 SENDERS = 4
@@ -174,60 +172,48 @@ def main() -> None:
     args = arguments()
     mails = args.mails
     cfg = config_mod.load(args.config)
-    name = f"appliance_bench_mail_{os.getpid()}"
-    scratch_database(cfg, name, create=True)
-    admin_dsn = cfg.database.dsn
-    cfg.database.dsn = psycopg.conninfo.make_conninfo(admin_dsn, dbname=name)
-    cfg.server.secret_key = "bench-mail-secret-key"
     raw = message()
     per_sender = mails // SENDERS
     ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
     barrier = ctx.Barrier(SENDERS)
-    db = catcher = sink = None
+    catcher = sink = None
     caught, bare = [], []
-    try:
-        # As the daemon sizes its pool.
-        db = store_db.Database(cfg.database,
-                               max_size=cfg.server.threads + cfg.workers.builds + 4).open()
-        store_db.migrate(db)
-        svc = Services(cfg, db)
-        build_id = development_build(svc)
-        login = mail_jobs.credentials(svc, build_id)
-        catcher = smtp.Catcher(HOST, free_port(), authenticate=mail_jobs.Senders(svc),
-                               save_batch=lambda batch: mail_jobs.save(svc, batch),
-                               max_message_bytes=cfg.mail.max_message_bytes,
-                               max_recipients=cfg.mail.max_recipients)
-        catcher.start()
-        sink = Controller(Sink(), hostname=HOST, port=free_port(),
-                          data_size_limit=cfg.mail.max_message_bytes, decode_data=False)
-        sink.start()
-        with concurrent.futures.ProcessPoolExecutor(
-                SENDERS, mp_context=ctx, initializer=_init_sender,
-                initargs=(raw, barrier)) as pool:
-            ways = [("catcher", catcher.port, login), ("bare", sink.port, None)]
-            for _, port, credentials in ways:  # warm-up, not counted
-                blast(pool, port, credentials, WARMUP_MAILS)
-            stored(svc, build_id)
-            for n in range(args.rounds):
-                for label, port, credentials in (ways if n % 2 == 0 else ways[::-1]):
-                    rate = mails / blast(pool, port, credentials, per_sender)
-                    if label == "bare":
-                        bare.append(rate)
-                        continue
-                    count = stored(svc, build_id)
-                    if count != mails:
-                        raise SystemExit(f"round {n + 1}: the catcher stored {count} of "
-                                         f"{mails} mails")
-                    caught.append(rate)
-    finally:
-        if sink:
-            sink.stop()
-        if catcher:
-            catcher.stop()
-        if db:
-            db.close()
-        cfg.database.dsn = admin_dsn
-        scratch_database(cfg, name, create=False)
+    with scratch_state(cfg, "mail") as db:
+        try:
+            svc = Services(cfg, db)
+            build_id = development_build(svc)
+            login = mail_jobs.credentials(svc, build_id)
+            catcher = smtp.Catcher(HOST, free_port(), authenticate=mail_jobs.Senders(svc),
+                                   save_batch=lambda batch: mail_jobs.save(svc, batch),
+                                   max_message_bytes=cfg.mail.max_message_bytes,
+                                   max_recipients=cfg.mail.max_recipients)
+            catcher.start()
+            sink = Controller(Sink(), hostname=HOST, port=free_port(),
+                              data_size_limit=cfg.mail.max_message_bytes, decode_data=False)
+            sink.start()
+            with concurrent.futures.ProcessPoolExecutor(
+                    SENDERS, mp_context=ctx, initializer=_init_sender,
+                    initargs=(raw, barrier)) as pool:
+                ways = [("catcher", catcher.port, login), ("bare", sink.port, None)]
+                for _, port, credentials in ways:  # warm-up, not counted
+                    blast(pool, port, credentials, WARMUP_MAILS)
+                stored(svc, build_id)
+                for n in range(args.rounds):
+                    for label, port, credentials in (ways if n % 2 == 0 else ways[::-1]):
+                        rate = mails / blast(pool, port, credentials, per_sender)
+                        if label == "bare":
+                            bare.append(rate)
+                            continue
+                        count = stored(svc, build_id)
+                        if count != mails:
+                            raise SystemExit(f"round {n + 1}: the catcher stored {count} of "
+                                             f"{mails} mails")
+                        caught.append(rate)
+        finally:
+            if sink:
+                sink.stop()
+            if catcher:
+                catcher.stop()
     c, b = statistics.median(caught), statistics.median(bare)
     print(f"mail catcher, {mails:,} mails of {len(raw) / 1024:.0f} KB from {SENDERS} senders "
           f"(one connection each), median of {args.rounds} rounds:")

@@ -46,7 +46,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import psycopg  # noqa: E402
 import requests  # noqa: E402
 from psycopg.types.json import Jsonb  # noqa: E402
 from waitress import create_server  # noqa: E402
@@ -56,7 +55,7 @@ from appliance.store import db as store_db  # noqa: E402
 from appliance.store import projects as projects_store  # noqa: E402
 from appliance.store import users as users_store  # noqa: E402
 from appliance.web.app import create_app  # noqa: E402
-from bench.scratch import scratch_database  # noqa: E402
+from bench.scratch import scratch_state  # noqa: E402
 
 PROJECT = "bench-ui"
 USER, PASSWORD = "bench", "bench-password"
@@ -264,32 +263,21 @@ def main() -> None:
     if args.branches < 3 or args.builds < 1 or args.rounds < 1 or args.clients < 1:
         parser.error("needs at least 3 branches, 1 build, 1 round and 1 client")
     cfg = config_mod.load(args.config)
-    name = f"appliance_bench_ui_{os.getpid()}"
-    scratch_database(cfg, name, create=True)
-    admin_dsn = cfg.database.dsn
-    cfg.database.dsn = psycopg.conninfo.make_conninfo(admin_dsn, dbname=name)
-    cfg.server.secret_key = "bench-ui-secret-key"
-    db = server = None
-    try:
-        db = store_db.Database(cfg.database,  # as the daemon sizes its pool
-                               max_size=cfg.server.threads + cfg.workers.builds + 4).open()
-        store_db.migrate(db)
-        started = time.perf_counter()
-        make_data(db, args.branches, args.builds)
-        print(f"ui bench: {args.branches} branches x {args.builds} builds made in "
-              f"{time.perf_counter() - started:.1f} s; {args.rounds} rounds each")
-        server = create_server(create_app(cfg, db), host=HOST, port=0,
-                               threads=cfg.server.threads)
-        threading.Thread(target=server.run, name="waitress-bench", daemon=True).start()
-        seconds, size = measure(f"http://{HOST}:{server.effective_port}", args.rounds,
-                                args.clients)
-    finally:
-        if server:
-            server.close()
-        if db:
-            db.close()
-        cfg.database.dsn = admin_dsn
-        scratch_database(cfg, name, create=False)
+    server = None
+    with scratch_state(cfg, "ui") as db:
+        try:
+            started = time.perf_counter()
+            make_data(db, args.branches, args.builds)
+            print(f"ui bench: {args.branches} branches x {args.builds} builds made in "
+                  f"{time.perf_counter() - started:.1f} s; {args.rounds} rounds each")
+            server = create_server(create_app(cfg, db), host=HOST, port=0,
+                                   threads=cfg.server.threads)
+            threading.Thread(target=server.run, name="waitress-bench", daemon=True).start()
+            seconds, size = measure(f"http://{HOST}:{server.effective_port}", args.rounds,
+                                    args.clients)
+        finally:
+            if server:
+                server.close()
     print(f"project page p95: {seconds * 1000:.0f} ms, {size / 1024:.0f} KB")
 
 
