@@ -157,6 +157,9 @@ class BackupConfig:
     keep_monthly: int = 3
     keep_other_days: int = 14
     lock_wait_minutes: float = 180.0
+    upload_max_bytes: int = 20 * 1024 * 1024 * 1024
+    upload_chunk_bytes: int = 8 * 1024 * 1024
+    upload_expiry_hours: float = 24.0
 
 
 @dataclass
