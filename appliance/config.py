@@ -163,6 +163,20 @@ class BackupConfig:
 
 
 @dataclass
+class ProxyConfig:
+    base_domain: str = ""
+    admin: str = "127.0.0.1:2019"
+    https_port: int = 443
+    http_port: int = 80
+    tls: str = "internal"
+    certificate_path: str = ""
+    key_path: str = ""
+    acme_email: str = ""
+    check_seconds: float = 10.0
+    retry_after_seconds: int = 30
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -174,6 +188,7 @@ class Config:
     mail: MailConfig = field(default_factory=MailConfig)
     git: GitConfig = field(default_factory=GitConfig)
     backup: BackupConfig = field(default_factory=BackupConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
     source: Path | None = None
 
     def odoo_version(self, version: str) -> OdooVersion:
@@ -188,6 +203,7 @@ SECTIONS = {
     "server": ServerConfig, "paths": PathsConfig, "database": DatabaseConfig,
     "workers": WorkersConfig, "runtime": RuntimeConfig, "builds": BuildsConfig,
     "mail": MailConfig, "git": GitConfig, "backup": BackupConfig,
+    "proxy": ProxyConfig,
 }
 
 
@@ -284,4 +300,26 @@ def load(path: Path | str | None = None, env: dict[str, str] | None = None) -> C
         raise ConfigError(f"{path}: unknown section [{sorted(unknown)[0]}]")
     sections = {name: _build_section(name, cls, raw.get(name, {}), env)
                 for name, cls in SECTIONS.items()}
-    return Config(odoo=_build_odoo(raw.get("odoo", {}), env), source=path, **sections)
+    config = Config(odoo=_build_odoo(raw.get("odoo", {}), env), source=path, **sections)
+    _check_exposure(config)
+    return config
+
+
+TLS_MODES = ("internal", "files", "acme")
+
+
+def _check_exposure(config: Config) -> None:
+    """Builds' plain-HTTP ports are published on the loopback interface only: the proxy
+    (or, without one, a browser on the server itself) is the way in."""
+    interface = config.runtime.publish_interface
+    if interface not in ("127.0.0.1", "::1", "localhost"):
+        raise ConfigError(f"[runtime] publish_interface = {interface!r}: builds' ports are "
+                          "published on the loopback interface only (127.0.0.1); to reach "
+                          "builds from other machines, set [proxy] base_domain")
+    proxy = config.proxy
+    if proxy.tls not in TLS_MODES:
+        raise ConfigError(f"[proxy] tls = {proxy.tls!r}: one of {', '.join(TLS_MODES)}")
+    if proxy.base_domain and proxy.tls == "files" and not (proxy.certificate_path
+                                                             and proxy.key_path):
+        raise ConfigError("[proxy] tls = \"files\" needs certificate_path and key_path "
+                          "(a wildcard certificate of the base domain and its key)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,11 +42,51 @@ def log_path(cfg: Config, build_id: int, name: str) -> Path:
     return folder / file_name
 
 
+# A DNS label is at most 63 characters: a branch's part leaves room for "-<build id>".
+SLUG_MAX = 50
+_NOT_IN_LABEL = re.compile(r"[^a-z0-9]+")
+
+
+def branch_slug(name: str) -> str:
+    """A branch name as a DNS label: lowercase letters, digits and hyphens. A name that
+    does not survive that unchanged ("feature/x", "Main") gets a short hash of itself, so
+    two branches never share a name ("feature-x" and "feature/x" stay apart)."""
+    slug = _NOT_IN_LABEL.sub("-", name.lower()).strip("-")[:SLUG_MAX].strip("-") or "branch"
+    if slug != name:
+        slug = f"{slug[:SLUG_MAX - 7].rstrip('-')}-{hashlib.sha1(name.encode()).hexdigest()[:6]}"
+    return slug
+
+
+def build_host(cfg: Config, project: str, branch: str, build_id: int) -> str:
+    """The proxy's name of one build: <branch>-<id>.<project>.<base domain>."""
+    return f"{branch_slug(branch)}-{int(build_id)}.{project}.{cfg.proxy.base_domain}"
+
+
+def branch_host(cfg: Config, project: str, branch: str) -> str:
+    """The proxy's name of a branch's latest build: <branch>.<project>.<base domain>."""
+    return f"{branch_slug(branch)}.{project}.{cfg.proxy.base_domain}"
+
+
+def https_url(cfg: Config, host: str) -> str:
+    port = cfg.proxy.https_port
+    return f"https://{host}{'' if port == 443 else f':{port}'}/"
+
+
 def build_url(cfg: Config, build: dict) -> str | None:
-    """The address of a running build's Odoo, or None when it has no server."""
+    """The address of a running build's Odoo, or None when it has no server: its name
+    behind the proxy, or its loopback port when there is no proxy."""
     if build.get("state") != BuildState.RUNNING or not build.get("host_port"):
         return None
+    if cfg.proxy.base_domain and build.get("project") and build.get("branch"):
+        return https_url(cfg, build_host(cfg, build["project"], build["branch"], build["id"]))
     return f"http://{cfg.runtime.public_host}:{build['host_port']}/"
+
+
+def branch_url(cfg: Config, project: str, branch: str) -> str | None:
+    """The address that follows a branch's latest running build (proxy only)."""
+    if not cfg.proxy.base_domain:
+        return None
+    return https_url(cfg, branch_host(cfg, project, branch))
 
 
 def build_page(cfg: Config, build_id: int) -> str:
