@@ -197,3 +197,11 @@ def test_module_versions_give_their_series():
     assert formats.module_major("18.0.1.3") == "18.0"
     assert formats.module_major("saas~17.2.1.0") == "saas~17.2"
     assert formats.module_major("1.0") is None
+
+
+def test_a_psql_command_in_a_dump_is_refused_but_pg_dump_s_own_guards_pass():
+    guarded = b"\\restrict abc\n" + ODOO_SQL + b"\\unrestrict abc\n"
+    formats.scan_sql(io.BytesIO(guarded)).verdict("18.0")
+    shell = ODOO_SQL.replace(b"SET client_encoding", b"\\! rm -rf /tmp/x\nSET client_encoding")
+    with pytest.raises(UserError, match=r"psql command \\!"):
+        formats.scan_sql(io.BytesIO(shell)).verdict("18.0")
