@@ -2,10 +2,11 @@
 
 A dispatcher thread LISTENs for new work (the push notifies) and also looks every
 `poll_seconds`, claims queued builds with FOR UPDATE SKIP LOCKED while a worker is free,
-and hands each to a worker thread. Tasks (start a stopped server) have their own small
-pool so they never wait behind an hour-long build. On stop (`drain`), no new work is
-claimed and running builds and tasks get a grace period to finish; a build cut short (by
-a kill, or past the grace) is found and dealt with by reconcile at the next start.
+and hands each to a worker thread. Tasks (start a stopped server, back a branch up now)
+have their own small pool so they never wait behind an hour-long build. On stop
+(`drain`), no new work is claimed and running builds and tasks get a grace period to
+finish; a build cut short (by a kill, or past the grace) is found and dealt with by
+reconcile at the next start.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from concurrent.futures import wait as wait_futures
 import psycopg
 
 from appliance.errors import ApplianceError
-from appliance.jobs import containers, development, production, staging
+from appliance.jobs import backup, containers, development, production, staging
 from appliance.jobs.steps import BuildFailed
 from appliance.store import builds as builds_store
 from appliance.store import projects as projects_store
@@ -74,12 +75,15 @@ def _fail(svc, build_id: int, reason: str) -> None:
 def run_task(svc, task: dict) -> None:
     error = ""
     try:
-        with svc.db.transaction() as conn:
-            build = builds_store.get_build(conn, task["build_id"])
-        if task["kind"] == "start_server":
-            start_again(svc, build)
-        elif task["kind"] == "stop_server":
-            containers.stop_server(svc, build, "server stopped by a user")
+        if task["kind"] == "backup":
+            back_up(svc, task)
+        else:
+            with svc.db.transaction() as conn:
+                build = builds_store.get_build(conn, task["build_id"])
+            if task["kind"] == "start_server":
+                start_again(svc, build)
+            elif task["kind"] == "stop_server":
+                containers.stop_server(svc, build, "server stopped by a user")
     except ApplianceError as exc:
         error = str(exc)
     except Exception as exc:  # recorded on the task; the worker carries on
@@ -87,6 +91,19 @@ def run_task(svc, task: dict) -> None:
         error = f"internal error: {exc}"
     with svc.db.transaction() as conn:
         builds_store.finish_task(conn, task["id"], error)
+
+
+def back_up(svc, task: dict) -> None:
+    """A manual backup of the task's branch ("Back up now"): its row in `backups` follows
+    it; a refusal or a failure is also the task's error."""
+    with svc.db.transaction() as conn:
+        project = projects_store.project_by_id(conn, task["project_id"])
+        branch = conn.execute("SELECT * FROM branches WHERE id = %s",
+                              (task["branch_id"],)).fetchone()
+    if branch is None:
+        raise ApplianceError("the branch to back up is gone")
+    user = {"id": task["user_id"]} if task["user_id"] else None
+    backup.create(svc, project, branch, "manual", user)
 
 
 def start_again(svc, build: dict) -> None:
