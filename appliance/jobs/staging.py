@@ -8,8 +8,11 @@ database    by the branch's push behaviour:
               copy of its filestore; the copy gets its own uuid
             "update": the previous staging build's database is taken over
             no production database yet: a fresh one, modules installed without demo data
-neutralize  (copies) `odoo-bin neutralize`: scheduled actions and outgoing mail servers
-            off; on a failure the database is never served
+            a restore or an import (the build has a `source`, jobs/restores.py): the
+            backup or the dump loaded into the build's own new database and filestore,
+            with its own uuid
+neutralize  (copies, restores, imports) `odoo-bin neutralize`: scheduled actions and
+            outgoing mail servers off; on a failure the database is never served
 mail        the catcher becomes the database's only outgoing mail server (in place of
             neutralize's dummy one, or the previous build's login): the branch's mail
             lands in its Mails tab, from the update on
@@ -26,7 +29,7 @@ import logging
 from dataclasses import dataclass
 
 from appliance import layout
-from appliance.jobs import common, containers
+from appliance.jobs import common, containers, restores
 from appliance.jobs import mail as mail_jobs
 from appliance.jobs.plan import make_plan
 from appliance.jobs.steps import BuildFailed, StepRecorder
@@ -44,13 +47,26 @@ STEPS = ["checkout", "image", "database", "neutralize", "mail", "update", "start
 class Database:
     """The database the build runs on, and how it got it."""
 
-    deploy: str                   # "copy" of production, "update" of the previous one, "fresh"
+    deploy: str                   # "copy" of production, "update" of the previous one,
+                                  # "fresh", or a loaded "restore" or "import"
     name: str
     paths: containers.BuildPaths  # the build's folders (Odoo's data dir taken over too)
     data_dir: str | None = None   # Odoo's data dir when it is not the build's own
+    summary: str = ""             # what was loaded (restores and imports)
+
+
+# The databases that are production's data, made safe by `odoo-bin neutralize`.
+NEUTRALIZED = ("copy", "restore", "import")
 
 
 def run(svc, build: dict) -> None:
+    try:
+        build_staging(svc, build)
+    finally:
+        restores.release_source(build)
+
+
+def build_staging(svc, build: dict) -> None:
     with svc.db.transaction() as conn:
         project = projects_store.project_by_id(conn, build["project_id"])
         branch = projects_store.get_branch(conn, project, build["branch"])
@@ -63,10 +79,13 @@ def run(svc, build: dict) -> None:
 
     reused = previous if reusable(svc, branch, build, previous) else None
     with steps.step("database") as out:
-        database = choose_database(svc, project, build, reused, paths)
+        if build.get("source"):
+            database = load_source(svc, project, build, paths)
+        else:
+            database = choose_database(svc, project, build, reused, paths)
         common.record(svc, build["id"], database=database.name, deploy=database.deploy,
                       data_dir=database.data_dir)
-        out["detail"] = f"{database.deploy}: {database.name}"
+        out["detail"] = database.summary or f"{database.deploy}: {database.name}"
     setup = common.setup(project, build, code, database.name, database.paths)
 
     try:
@@ -78,12 +97,17 @@ def run(svc, build: dict) -> None:
     containers.serve(svc, setup, steps, "success")
     if previous is not None and reused is None:
         containers.stop_server(svc, previous, f"replaced by build #{build['id']}")
+    if build.get("source"):
+        common.event(svc, build, build["trigger"],
+                     f"{database.summary} loaded into {build['branch']}, neutralized: "
+                     f"build #{build['id']} running")
 
 
 def reusable(svc, branch: dict, build: dict, previous: dict | None) -> bool:
     """Does this build take over the previous one's database (push behaviour "update",
-    not a refresh from production, and the database is there)?"""
-    return (branch["push_behaviour"] == "update" and build["trigger"] != "refresh"
+    not a refresh from production, a restore or an import, and the database is there)?"""
+    return (branch["push_behaviour"] == "update"
+            and build["trigger"] not in ("refresh", "restore", "import")
             and previous is not None and bool(previous["database"])
             and svc.postgres.exists(previous["database"]))
 
@@ -103,11 +127,29 @@ def choose_database(svc, project, build, reused: dict | None, paths) -> Database
     return Database("fresh", name, paths)
 
 
+def load_source(svc, project: dict, build: dict, paths) -> Database:
+    """The build's backup or dump, checked again (a wrong major version fails the build)
+    and loaded into the build's own new database and filestore, with its own identity."""
+    loader = restores.loader_for(svc, build)
+    loader.check(project["odoo_version"])
+    name = layout.database_name(svc.config, project["name"], str(build["id"]))
+    # Known before it is made: a restart of the appliance drops a half-loaded one.
+    common.record(svc, build["id"], database=name)
+    svc.postgres.drop_database(name)
+    svc.postgres.ensure_role(project["db_role"], project["db_password"])
+    folder = paths.data / "filestore"
+    containers.make_writable(folder, svc.config.runtime.uid)
+    filestore.remove_tree(folder / name)
+    loaded = loader.load(svc, name, project["db_role"], folder / name)
+    svc.postgres.new_identity(name)  # another database than the one saved
+    return Database(build["trigger"], name, paths, summary=loaded.summary)
+
+
 def prepare(svc, setup: containers.OdooSetup, deploy: str, code: common.Code,
             steps) -> None:
     """The "neutralize", "mail" and "update" steps: the database made safe and brought
     to this revision."""
-    if deploy == "copy":
+    if deploy in NEUTRALIZED:
         with steps.step("neutralize") as out:
             neutralize(svc, setup)
             out["detail"] = "crons and outgoing mail servers off"

@@ -216,13 +216,9 @@ class Postgres:
 
     def _dump_restore(self, dump_bin: str, restore_bin: str, source: str, target: str,
                       owner: str) -> None:
-        params = psycopg.conninfo.conninfo_to_dict(self._admin_info())
-        env = dict(os.environ)
-        if params.get("password"):  # never on a command line, where ps shows it
-            env["PGPASSWORD"] = str(params.pop("password"))
-        params["application_name"] = "appliance-copy"
-        dsn = {name: psycopg.conninfo.make_conninfo(**dict(params, dbname=name))
-               for name in (source, target)}
+        (dsn_source, env), (dsn_target, _) = (self._client(name, "appliance-copy")
+                                              for name in (source, target))
+        dsn = {source: dsn_source, target: dsn_target}
         restore = None
         with tempfile.TemporaryFile() as dump_errors:
             dump = subprocess.Popen(
@@ -252,6 +248,55 @@ class Postgres:
                                    f"pg_restore exit {restore.returncode}"))
         for line in dumped + restored:
             log.debug("copy %s to %s: %s", source, target, line)
+
+    def restore_dump(self, stream, target: str, owner: str) -> None:
+        """Load a pg_dump custom-format dump read from `stream` (a binary file object,
+        e.g. a pipe from restic) into the existing, empty database `target`, every
+        object `owner`'s (`--no-owner --role`), stopping at the first error. Nothing is
+        written to disk on the way. Raises SystemFailure with pg_restore's own message."""
+        _check_name(target)
+        with self._admin() as conn:
+            server = conn.info.server_version // 10000
+        command = [client_tool("pg_restore", server), "--no-owner", "--no-acl",
+                   f"--role={owner}", "--exit-on-error"]
+        dsn, env = self._client(target, "appliance-restore")
+        command.append(f"--dbname={dsn}")
+        done = subprocess.run(command, stdin=stream, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, env=env)
+        lines = done.stderr.decode(errors="replace").splitlines()
+        if done.returncode != 0:
+            raise SystemFailure(f"restoring the dump into {target} failed: "
+                                + ("; ".join(_last_messages(lines))
+                                   or f"pg_restore exit {done.returncode}"))
+        log.info("restored a dump into %s", target)
+
+    def deactivate_crons_and_mail_servers(self, database: str) -> tuple[int, int]:
+        """What Odoo.sh does to an imported database: its scheduled actions (but Odoo's
+        own garbage collection, base.autovacuum_job) and its outgoing mail servers are
+        made inactive. Returns how many of each were active."""
+        with self._connect_to(database) as conn, conn.transaction():
+            crons = servers = 0
+            if _has_table(conn, "ir_cron"):
+                crons = conn.execute(
+                    """UPDATE ir_cron SET active = false WHERE active AND id NOT IN (
+                           SELECT res_id FROM ir_model_data WHERE model = 'ir.cron'
+                           AND module = 'base' AND name = 'autovacuum_job')""").rowcount
+            if _has_table(conn, "ir_mail_server"):
+                servers = conn.execute("UPDATE ir_mail_server SET active = false "
+                                       "WHERE active").rowcount
+        log.info("%s: %s scheduled action(s) and %s outgoing mail server(s) deactivated",
+                 database, crons, servers)
+        return crons, servers
+
+    def _client(self, database: str, application: str) -> tuple[str, dict]:
+        """A client tool's connection string for `database` and its environment: the
+        password in PGPASSWORD, never on a command line, where ps shows it."""
+        params = psycopg.conninfo.conninfo_to_dict(self._admin_info())
+        env = dict(os.environ)
+        if params.get("password"):
+            env["PGPASSWORD"] = str(params.pop("password"))
+        params.update(dbname=database, application_name=application)
+        return psycopg.conninfo.make_conninfo(**params), env
 
     def rename_database(self, old: str, new: str) -> None:
         """Rename, closing its sessions first."""

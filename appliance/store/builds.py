@@ -16,13 +16,16 @@ QUEUE_CHANNEL = "appliance_builds"
 
 
 def enqueue(conn, *, project: dict, branch: dict, commit: str, message: str = "",
-            author: str = "", user_id: int | None = None, trigger: str = "push") -> dict:
+            author: str = "", user_id: int | None = None, trigger: str = "push",
+            source: dict | None = None) -> dict:
+    """Queue a build. `source` is where a restore or an import takes its data from
+    ({"backup": id} or {"file": path, "name": ..., "remove_after": ...})."""
     row = conn.execute(
         """INSERT INTO builds (project_id, branch_id, commit, commit_message, author, stage,
-                               priority, created_by, trigger)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
+                               priority, created_by, trigger, source)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
         (project["id"], branch["id"], commit, message[:2000], author[:200], branch["stage"],
-         PRIORITY[branch["stage"]], user_id, trigger)).fetchone()
+         PRIORITY[branch["stage"]], user_id, trigger, Jsonb(source or {}))).fetchone()
     conn.execute("SELECT pg_notify(%s, %s)", (QUEUE_CHANNEL, str(row["id"])))
     return row
 
