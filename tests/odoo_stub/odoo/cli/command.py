@@ -11,9 +11,10 @@ COMMANDS = {
     "server": "odoo.cli.server",
     "neutralize": "odoo.cli.neutralize",
     "shell": "odoo.cli.shell",
+    "db": "odoo.cli.db",
 }
 # Commands of real Odoo that this stand-in does not provide (yet).
-UNSUPPORTED = ("cloc", "db", "deploy", "genproxytoken", "help", "obfuscate",
+UNSUPPORTED = ("cloc", "deploy", "genproxytoken", "help", "obfuscate",
                "populate", "scaffold", "start", "tsconfig", "upgrade_code")
 
 
