@@ -63,7 +63,8 @@ def check_size(cfg, size: int) -> None:
 
 
 def _make_folder(cfg, upload_id: str) -> Path:
-    """The upload's own folder and its empty file, both new (never an existing one)."""
+    """The upload's own folder and its empty file, both new (never an existing one), the
+    daemon's even when root makes them (`appliance backup import` of a URL)."""
     top = uploads_dir(cfg)
     top.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(top, 0o700, follow_symlinks=False)
@@ -71,7 +72,16 @@ def _make_folder(cfg, upload_id: str) -> Path:
     os.mkdir(folder, 0o700)
     fd = os.open(folder / DATA, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     os.close(fd)
+    for path in (top, folder, folder / DATA):
+        _own_like_data_dir(cfg, path)
     return folder
+
+
+def _own_like_data_dir(cfg, path: Path) -> None:
+    if os.geteuid() != 0:
+        return
+    owner = os.stat(cfg.paths.data_dir)
+    os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
 
 
 def _open_data(cfg, upload_id: str, flags: int) -> int:

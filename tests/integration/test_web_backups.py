@@ -1,26 +1,36 @@
 """The Backups tab and chunked uploads through Flask's test client against a real state
 database: who sees what (owner, member, outsider), CSRF, "Back up now" queuing a task,
 pieces at the right offset only, the size cap, resuming after a dropped connection, the
-restore confirmation, the chart, and the project page's red notice. The tests that need
-a real production (a backup made by the task pool, a streamed download) are in
-test_web_backups_live.py.
+restore confirmation, the chart, and the project page's red notice. The last tests use a
+real production (the stand-in Odoo in Docker, a daemon whose task pool makes the backup)
+and read downloads through a real server.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
+import json
 import os
 import stat
+import threading
+import time
+import zipfile
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from appliance.jobs import backup as backup_jobs
+from appliance.jobs import backup_export
 from appliance.jobs import uploads as upload_jobs
 from appliance.services import Services
 from appliance.store import backups as backups_store
 from appliance.store import projects as store_projects
-from tests.helpers_web import csrf, flashes, post
+from appliance.store import users as store_users
+from appliance.web.app import create_app
+from tests.helpers_web import PASSWORD, csrf, flashes, login, post
+from tests.integration.harness import Appliance, make_repo, odoo_shell, push
 
 TAB = "/projects/acme/backups/main"
 UPLOADS = "/projects/acme/uploads"
@@ -310,3 +320,125 @@ def test_abandoned_uploads_are_removed_after_the_expiry(client_as, branches, con
         [old["id"], stray.name])
     assert status(client, old).status_code == 404
     assert list(upload_jobs.uploads_dir(config).iterdir()) == []
+
+
+def test_a_download_that_fails_midway_cuts_the_connection(app, client_as, branches, db,
+                                                          monkeypatch):
+    from waitress import create_server
+    row = add_backup(db, branches["main"], 1, 10, 10, 10)
+
+    def failing(svc, backup):
+        yield b"PK\x03\x04" + b"x" * 5000
+        raise RuntimeError("restic died")
+
+    monkeypatch.setattr(backup_export, "zip_stream", failing)
+    server = create_server(app, host="127.0.0.1", port=0, threads=2)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        client = client_as("member")  # its session cookie, sent to the real server
+        cookie = client.get_cookie("appliance_session").value
+        conn = http.client.HTTPConnection("127.0.0.1", server.effective_port, timeout=10)
+        conn.request("GET", f"/backups/{row['id']}/download",
+                     headers={"Cookie": f"appliance_session={cookie}"})
+        response = conn.getresponse()
+        assert response.status == 200
+        assert "attachment" in response.getheader("Content-Disposition")
+        with pytest.raises(http.client.IncompleteRead):
+            response.read()
+    finally:
+        server.close()
+
+
+# -- with a real production ------------------------------------------------------------
+
+LIVE = "webbk"  # its own name: project roles are the cluster's, shared with other suites
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """A daemon with a production of `webbk`; a member `keeper` of it."""
+    folder = tmp_path_factory.mktemp("webbackups")
+    appliance = Appliance(folder, "webbk")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("APPLIANCE_BACKUP_DAILY", "false")  # only the tests' backups
+    try:
+        appliance.start()
+        token = appliance.make_user("admin")
+        project = appliance.make_project(LIVE)
+        with appliance.db.transaction() as conn:
+            keeper = store_users.create_user(conn, "keeper", PASSWORD)
+            store_users.add_member(conn, project["id"], keeper["id"], "admin")
+        _, (build_id,) = push(make_repo(folder / "work", "stages/v1"),
+                              appliance.remote(LIVE, "admin", token), "main")
+        build = appliance.wait_build(build_id, timeout=300)
+        assert build["state"] == "running", build["reason"]
+        appliance.project, appliance.build = project, build
+        yield appliance
+    finally:
+        appliance.close()
+        patch.undo()
+
+
+@pytest.fixture
+def keeper(live):
+    """A test client of the daemon's state signed in as `keeper`."""
+    flask_app = create_app(live.config, live.db)
+    flask_app.config["TESTING"] = True
+    client = flask_app.test_client()
+    assert login(client, "keeper").status_code == 302
+    return client
+
+
+def wait_for(predicate, timeout: float = 180, what: str = "it"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+@pytest.mark.docker
+def test_back_up_now_is_made_by_the_task_pool_and_listed_done(live, keeper):
+    tab = f"/projects/{LIVE}/backups/main"
+    assert post(keeper, f"{tab}/now").status_code == 303
+
+    def done():
+        with live.db.transaction() as conn:
+            rows = backups_store.list_backups(conn, live.project)
+            task = conn.execute("SELECT * FROM tasks WHERE kind = 'backup' ORDER BY id DESC "
+                                "LIMIT 1").fetchone()
+        assert task["state"] != "failed", task["error"]
+        return rows and rows[0]["state"] == "done" and task["state"] == "done" and rows[0]
+
+    row = wait_for(done, what="the backup")
+    assert (row["kind"], row["branch"], row["created_by"]) == ("manual", "main",
+                                                              row["created_by"])
+    page = keeper.get(tab).get_data(as_text=True)
+    assert f'data-backup="{row["id"]}" data-state="done"' in page
+    assert "hx-trigger" not in page  # nothing left running: no more polling
+
+
+@pytest.mark.docker
+def test_a_download_streams_a_valid_zip_and_the_native_dump(live, keeper):
+    script = ("a = env['ir.attachment'].create({'name': 'scan.bin', 'raw': b'a scan'})\n"
+              "env.cr.commit()\nprint(a.store_fname)\n")
+    made = odoo_shell(live, live.build, script)
+    assert made.returncode == 0, made.stderr[-2000:]
+    store_fname = made.stdout.strip().splitlines()[-1]
+    row = backup_jobs.create(live.svc, live.project)
+    zipped = keeper.get(f"/backups/{row['id']}/download")
+    assert zipped.status_code == 200 and zipped.is_streamed
+    assert zipped.headers["Content-Type"] == "application/zip"
+    assert zipped.headers["Content-Disposition"].startswith('attachment; filename="webbk-main-')
+    archive = zipfile.ZipFile(io.BytesIO(zipped.get_data()))
+    names = archive.namelist()
+    assert "dump.sql" in names and "manifest.json" in names
+    assert archive.read(f"filestore/{store_fname}") == b"a scan"
+    manifest = json.loads(archive.read("manifest.json"))
+    assert manifest["major_version"] == "18.0" and "shop" in manifest["modules"]
+    assert b"CREATE TABLE" in archive.read("dump.sql")
+    dump = keeper.get(f"/backups/{row['id']}/download?format=dump").get_data()
+    assert dump.startswith(b"PGDMP") and hashlib.sha256(dump).hexdigest() == row["sha256"]
