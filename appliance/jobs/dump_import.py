@@ -142,7 +142,7 @@ class UploadLoader:
                 with self._sql_stream() as stream:
                     sql_load.load_sql(conn, stream)
         except psycopg.OperationalError as exc:
-            if conn_failed(exc):
+            if _conn_failed(exc):
                 raise SystemFailure(f"cannot connect to {database} as {owner}: {exc}") \
                     from None
             raise UserError(f"{self.name} does not load: {_first_line(exc)}") from None
@@ -217,7 +217,7 @@ def _owner_params(svc, owner: str, database: str) -> dict:
     return params
 
 
-def conn_failed(exc: psycopg.OperationalError) -> bool:
+def _conn_failed(exc: psycopg.OperationalError) -> bool:
     """A failure to connect (not an error of the dump's SQL)."""
     return getattr(exc, "sqlstate", None) is None
 

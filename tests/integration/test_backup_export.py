@@ -11,7 +11,6 @@ run pg_dump and psql, which the test's small runtime image does not hold.
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import zipfile
 from pathlib import Path
