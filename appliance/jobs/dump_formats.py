@@ -40,6 +40,8 @@ MANIFEST_MEMBER = "manifest.json"
 FILESTORE_PREFIX = "filestore/"
 COMPLETION_LINE = b"-- PostgreSQL database dump complete"
 ODOO_TABLES = ("ir_module_module", "res_users")
+# psql commands pg_dump itself writes (since 17.6, 16.10, 15.14...): the only ones allowed.
+PG_DUMP_GUARDS = (b"\\restrict ", b"\\unrestrict ")
 # Odoo's manifest.json is a few KB (a module list); anything larger is not one.
 MANIFEST_MAX_BYTES = 16 << 20
 # Lines longer than this (bytea rows of COPY data) are read in pieces: memory stays bounded.
@@ -269,6 +271,7 @@ class SqlScan:
         self.base_version: str | None = None
         self.complete = False
         self.bytes = 0
+        self.psql_command: str | None = None  # a meta-command of psql (e.g. \!), if any
         self._columns: list[bytes] | None = None  # inside COPY ir_module_module
         self._in_copy = False
         self._line_start = True
@@ -295,6 +298,8 @@ class SqlScan:
             return
         if line.startswith(b"\\unrestrict ") and self.complete:
             return
+        if line.startswith(b"\\") and not line.startswith(PG_DUMP_GUARDS):
+            self.psql_command = self.psql_command or line.split()[0].decode(errors="replace")
         self.complete = line == COMPLETION_LINE
         if line.startswith(b"CREATE TABLE"):
             found = _CREATE_TABLE.match(line)
@@ -324,6 +329,9 @@ class SqlScan:
         if not self.complete:
             raise UserError(f"{what} is cut short: it does not end with pg_dump's line "
                             f"'{COMPLETION_LINE.decode()}'")
+        if self.psql_command:
+            raise UserError(f"{what} holds the psql command {self.psql_command}: only "
+                            "pg_dump's own output is loaded")
         missing = [name for name in ODOO_TABLES if name not in self.tables]
         if missing:
             raise UserError(f"{what} is not an Odoo database: it has no "
