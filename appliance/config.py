@@ -157,6 +157,12 @@ class BackupConfig:
     keep_monthly: int = 3
     keep_other_days: int = 14
     lock_wait_minutes: float = 180.0
+    verify: bool = True
+    verify_hour: int = 5
+    check_weekday: str = "sun"
+    check_hour: int = 6
+    check_read_data_subset: str = "5%"
+    copy_retry_minutes: int = 30
     upload_max_bytes: int = 20 * 1024 * 1024 * 1024
     upload_chunk_bytes: int = 8 * 1024 * 1024
     upload_expiry_hours: float = 24.0
@@ -317,6 +323,9 @@ def _check_exposure(config: Config) -> None:
                           "published on the loopback interface only (127.0.0.1); to reach "
                           "builds from other machines, set [proxy] base_domain")
     proxy = config.proxy
+    if proxy.base_domain and config.server.public_url == ServerConfig.public_url:
+        port = "" if proxy.https_port == 443 else f":{proxy.https_port}"
+        config.server.public_url = f"https://{proxy.base_domain}{port}"
     if proxy.tls not in TLS_MODES:
         raise ConfigError(f"[proxy] tls = {proxy.tls!r}: one of {', '.join(TLS_MODES)}")
     if proxy.base_domain and proxy.tls == "files" and not (proxy.certificate_path

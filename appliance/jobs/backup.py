@@ -34,6 +34,7 @@ from pathlib import Path
 
 from appliance.errors import ApplianceError, BackupError, UserError
 from appliance.jobs import backup_content as content
+from appliance.jobs import backup_copies
 from appliance.jobs.locks import PROJECT_LOCK, advisory, project_lock, repository_lock
 from appliance.runtime import filestore
 from appliance.runtime.restic import KeepPolicy, Repository, Restic
@@ -125,6 +126,7 @@ def create(svc, project: dict, branch: dict | str | None = None, kind: str = "ma
             raise
     log.info("backup #%s done: %s bytes added in %.1f s", row["id"], row["bytes_added"],
              row["seconds"] or 0)
+    backup_copies.after_backup(svc, row)  # outside the project's lock; never raises
     return row
 
 
@@ -222,6 +224,7 @@ def prune(svc, project: dict, now: datetime | None = None, free_space: bool = Tr
     kept = sorted(present - forgotten)
     log.info("retention of %s: %s backup(s) kept, %s forgotten", name, len(kept),
              len(forgotten))
+    backup_copies.apply_retention(svc, name, set(kept) | (done - forgotten))
     return {"kept": kept, "forgotten": sorted(forgotten),
             "reasons": {_backup_id(s): plan.reasons.get(s.id, []) for s in plan.keep}}
 
@@ -291,6 +294,7 @@ def stop(svc) -> None:
     repo = svc.extra.get("restic")
     if repo is not None:
         repo.interrupt()
+    backup_copies.interrupt(svc)
     for dump in list(svc.extra.get("backup_dumps", ())):
         dump.kill()  # one waiting for a table lock would not notice restic is gone
 
