@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
@@ -159,7 +160,11 @@ def test_import_from_a_url_is_downloaded_within_the_cap_and_queued(app, tmp_path
         upload = conn.execute("SELECT * FROM uploads").fetchone()
     assert upload["state"] == "imported" and upload["build_id"] == build["id"]
     assert upload["sha256"] == hashlib.sha256(dump.read_bytes()).hexdigest()
-    assert not upload_jobs.data_path(app.config, upload["id"]).exists()  # the build removed it
+    path = upload_jobs.data_path(app.config, upload["id"])
+    deadline = time.monotonic() + 30  # the build removes it as its pipeline returns
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not path.exists()
 
 
 def test_verify_restores_the_latest_backup_and_says_ok_as_json(app):
