@@ -21,6 +21,7 @@ from appliance.config import Config
 from appliance.jobs import backup as backup_jobs
 from appliance.jobs import containers, gc
 from appliance.jobs import mail as mail_jobs
+from appliance.jobs import uploads as upload_jobs
 from appliance.jobs.queue import BuildQueue
 from appliance.jobs.reconcile import reconcile
 from appliance.runtime import git
@@ -93,6 +94,8 @@ def start_scheduler(svc) -> BackgroundScheduler:
                       minutes=cfg.builds.gc_interval_minutes, id="gc")
     scheduler.add_job(_supervised("mail-retention", mail_jobs.prune, svc), "interval",
                       minutes=cfg.mail.prune_interval_minutes, id="mail-retention")
+    scheduler.add_job(_supervised("uploads", upload_jobs.prune_abandoned, svc), "interval",
+                      hours=1, id="uploads")  # uploads left alone past their expiry go
     # Hourly: each production's daily backup comes at its own hour (jobs/backup.py).
     scheduler.add_job(_supervised("backups", backup_jobs.run_daily, svc), "cron", minute=0,
                       jitter=cfg.backup.jitter_seconds, coalesce=True, max_instances=1,
