@@ -149,6 +149,17 @@ def events(app, build_id: int) -> list[str]:
             "SELECT message FROM events WHERE build_id = %s ORDER BY id", (build_id,))]
 
 
+def wait_for_event(app, build_id: int, text: str, timeout: float = 30) -> str:
+    """The build's event holding `text` (a build is running before its last event)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [m for m in events(app, build_id) if text in m]
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no event {text!r} for build #{build_id}: {events(app, build_id)}")
+
+
 def side_leftovers(app) -> list[str]:
     return [name for name in app.svc.postgres.databases(live_db(app))
             if "_load_" in name or "_snap_" in name]
@@ -254,8 +265,48 @@ def test_a_backup_restored_into_a_new_staging_branch_is_identical_then_neutraliz
         sql(db, "SELECT value FROM ir_config_parameter WHERE key = 'database.uuid'")
     send_from_odoo(app, build, "restored staging invoice")
     assert wait_for_mail(app, build["id"], "restored staging invoice")
-    assert app.wait_build(dev["id"], timeout=10)["state"] == "stopped"
-    assert any("loaded into rs-staging, neutralized" in m for m in events(app, build["id"]))
+    assert app.wait_build(dev["id"], timeout=30, states=("stopped",))["state"] == "stopped"
+    assert wait_for_event(app, build["id"], "loaded into rs-staging, neutralized")
+
+
+def test_a_database_manager_zip_imports_into_staging_and_garbage_is_refused_at_once(
+        app, tmp_path):
+    from appliance.jobs import backup_export
+    proj, user = project(app), admin(app)
+    db = live_db(app)
+    sql(db, "INSERT INTO shop_order (name, amount) VALUES ('zipped', 3)")
+    saved = backup.create(app.svc, proj)
+    expected_rows = rows(db)
+    expected_files = digests(layout.production_filestore(app.config, PROJECT))
+    upload = tmp_path / "acme.zip"
+    with open(upload, "wb") as handle:
+        for chunk in backup_export.zip_stream(app.svc, saved):
+            handle.write(chunk)
+    garbage = tmp_path / "notes.zip"
+    garbage.write_bytes(b"not a database at all\n" * 100)
+    before = builds_count(app)
+    with pytest.raises(UserError):
+        restores.request_import(app.svc, proj, garbage, "notes.zip", "rs-staging", user)
+    assert builds_count(app) == before
+
+    queued = restores.request_import(app.svc, proj, upload, "acme.zip", "rs-staging", user,
+                                     remove_after=True)
+    build = app.wait_build(queued["id"], timeout=300)
+    assert (build["state"], build["trigger"], build["deploy"]) == \
+        ("running", "import", "import"), build["reason"]
+    assert rows(build["database"]) == expected_rows
+    data = containers.build_paths(app.config, build["id"], build["data_dir"]).data
+    assert digests(data / "filestore" / build["database"]) == expected_files
+    crons = sql(build["database"], "SELECT name, active FROM ir_cron")
+    assert not any(on for name, on in crons if "vacuum" not in name.lower())
+    deadline = time.monotonic() + 30  # the build ends once its server runs
+    while upload.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not upload.exists()
+    with app.db.transaction() as conn:
+        shown = conn.execute("SELECT data FROM events WHERE build_id = %s AND kind = 'import' "
+                             "ORDER BY id LIMIT 1", (build["id"],)).fetchone()["data"]
+    assert shown["upload"] == "acme.zip" and str(tmp_path) not in str(shown)
 
 
 # -- production ----------------------------------------------------------------------------
@@ -275,7 +326,7 @@ def test_a_backup_restored_into_production_replaces_its_data_after_a_safety_back
     assert rows(db) == expected_rows
     assert not (files / late_file).exists()
     assert serves(app, build)
-    assert app.wait_build(before["id"], timeout=10)["state"] == "done"
+    assert app.wait_build(before["id"], timeout=30, states=("done",))["state"] == "done"
     with app.db.transaction() as conn:
         safety = [b for b in backups_store.list_backups(conn, proj) if b["kind"] == "safety"]
     assert safety and safety[0]["state"] == "done" and safety[0]["id"] > saved["id"]
