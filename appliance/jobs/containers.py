@@ -27,7 +27,7 @@ from pathlib import Path
 
 from appliance import layout
 from appliance.errors import ConfigError
-from appliance.jobs import bytecode
+from appliance.jobs import bytecode, proxy
 from appliance.jobs import mail as mail_jobs
 from appliance.jobs.steps import NO_STEPS, BuildFailed
 from appliance.runtime import buildfs, git, images, odoo
@@ -144,6 +144,10 @@ def write_odoo_conf(svc, setup: OdooSetup) -> Path:
                "list_db": "False"}
     if args["database"]:
         options["db_name"] = args["database"]
+    if svc.config.proxy.base_domain:
+        # Behind Caddy: Odoo takes the client's address, scheme and host from the
+        # X-Forwarded-* headers Caddy sets (links and redirects say https://<name>).
+        options["proxy_mode"] = "True"
     options.update(mail_jobs.odoo_options(svc, setup.project, setup.build_id, setup.stage))
     lines = ["[options]"]
     for key, value in options.items():
@@ -247,6 +251,7 @@ def serve(svc, setup: OdooSetup, steps=NO_STEPS, result: str | None = None) -> i
         builds_store.set_state(conn, setup.build_id, BuildState.RUNNING,
                                host_port=server.host_port,
                                **({"result": result} if result else {}))
+    proxy.refresh(svc)  # its names now reach it
     return server.host_port
 
 
@@ -283,14 +288,17 @@ def health_host(svc) -> str:
 
 def stop_server(svc, build: dict, reason: str) -> None:
     """Stop and remove the build's server container; its database is kept. Safe to run
-    twice: a build already stopped keeps its state and gets no second event."""
-    svc.docker.remove_all(build["id"], "server", grace=STOP_GRACE_SECONDS)
-    with svc.db.transaction() as conn:
-        if builds_store.get_build(conn, build["id"])["state"] == BuildState.STOPPED:
-            return
-        builds_store.set_state(conn, build["id"], BuildState.STOPPED, host_port=None)
-        builds_store.add_event(conn, project_id=build["project_id"], branch_id=build["branch_id"],
-                               build_id=build["id"], kind="server_stopped", message=reason)
+    twice: a build already stopped keeps its state and gets no second event. Its names
+    answer the maintenance or stopped page before the server goes, never an error."""
+    with proxy.leaving(svc, build["id"]):
+        svc.docker.remove_all(build["id"], "server", grace=STOP_GRACE_SECONDS)
+        with svc.db.transaction() as conn:
+            if builds_store.get_build(conn, build["id"])["state"] == BuildState.STOPPED:
+                return
+            builds_store.set_state(conn, build["id"], BuildState.STOPPED, host_port=None)
+            builds_store.add_event(conn, project_id=build["project_id"],
+                                   branch_id=build["branch_id"], build_id=build["id"],
+                                   kind="server_stopped", message=reason)
 
 
 def enforce_server_cap(svc, keep: int | None = None) -> list[int]:

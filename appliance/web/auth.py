@@ -32,8 +32,9 @@ blueprint = Blueprint("auth", __name__)
 
 # Reachable without signing in: the login page itself, assets and the health check.
 PUBLIC_ENDPOINTS = {"auth.login", "static", "api.health"}
-# Blueprints that authenticate each request themselves (git over HTTPS: basic auth).
-SELF_AUTHENTICATED_BLUEPRINTS = {"git"}
+# Blueprints that authenticate each request themselves (git over HTTPS: basic auth), or
+# answer only the proxy (its questions and pages, unreachable from outside through it).
+SELF_AUTHENTICATED_BLUEPRINTS = {"git", "proxy"}
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"

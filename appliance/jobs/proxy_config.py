@@ -1,0 +1,232 @@
+"""The proxy's routes and Caddy's configuration for them: pure functions, no sockets.
+
+plan_routes   the store's builds -> one Route per name: the UI at the base domain, each
+              build at <branch>-<id>.<project>.<domain>, each branch at
+              <branch>.<project>.<domain> (its newest running build), and for names with
+              no server: a maintenance page (a build of the branch is getting ready: a
+              full deploy, a restore) or the daemon's "stopped" page
+caddy_config  the routes -> the whole JSON document Caddy loads, with a marker object
+              ("@id") named after its own digest, so a Caddy that lost it can be told
+
+Caddy reaches builds on their loopback-published ports, not on their project networks:
+the port is in the store already (the health check uses it), it does not change when
+Docker restarts a container onto another address, and a Caddy on every project's network
+would be the one process that bridges them all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from appliance import layout
+from appliance.config import Config
+from appliance.store.states import BuildState
+
+# Paths of the daemon that only Caddy may call (the on-demand TLS question, the stopped
+# page): the UI's own route answers them 404 from outside.
+INTERNAL_PREFIX = "/_proxy"
+SERVER_NAME = "appliance"
+MAINTENANCE_HTML = ("<!doctype html><meta charset=utf-8><title>Maintenance</title>"
+                    "<meta http-equiv=refresh content={retry}>"
+                    "<body style='font-family:sans-serif;margin:4em'>"
+                    "<h1>Down for maintenance</h1><p>{what} is being updated. This page "
+                    "reloads by itself; it will be back in a moment.</p>")
+NOT_FOUND_HTML = ("<!doctype html><meta charset=utf-8><title>Unknown address</title>"
+                  "<body style='font-family:sans-serif;margin:4em'><h1>Nothing here</h1>"
+                  "<p>No build answers at this address.</p>")
+
+
+@dataclass(frozen=True)
+class Route:
+    """What one name answers."""
+
+    host: str
+    action: str                 # "ui", "build", "maintenance", "stopped"
+    upstream: str = ""          # host:port, for "ui" and "build"
+    build_id: int | None = None
+    label: str = ""             # for people: "acme/main"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What of the configuration the Caddy document depends on."""
+
+    base_domain: str
+    daemon: str                 # where Caddy reaches the UI: host:port
+    admin: str
+    https_port: int
+    http_port: int
+    tls: str
+    certificate_path: str = ""
+    key_path: str = ""
+    acme_email: str = ""
+    retry_after: int = 30
+    upstream_host: str = "127.0.0.1"
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "Settings":
+        proxy = cfg.proxy
+        return cls(base_domain=proxy.base_domain, daemon=cfg.server.listen, admin=proxy.admin,
+                   https_port=proxy.https_port, http_port=proxy.http_port, tls=proxy.tls,
+                   certificate_path=proxy.certificate_path, key_path=proxy.key_path,
+                   acme_email=proxy.acme_email, retry_after=proxy.retry_after_seconds,
+                   upstream_host=_loopback(cfg.runtime.publish_interface))
+
+
+def _loopback(interface: str) -> str:
+    return "[::1]" if interface == "::1" else "127.0.0.1"
+
+
+# -- which name answers what --------------------------------------------------------------
+
+def plan_routes(cfg: Config, builds: list[dict], leaving: frozenset = frozenset()) -> list[Route]:
+    """Routes for the builds the store lists (store.routes.routed_builds), the ones in
+    `leaving` counted as stopped already (their server is about to go)."""
+    settings = Settings.from_config(cfg)
+    routes = [Route(settings.base_domain, "ui", settings.daemon, label="the appliance")]
+    by_branch: dict[int, list[dict]] = {}
+    for build in builds:
+        by_branch.setdefault(build["branch_id"], []).append(build)
+    for branch_builds in by_branch.values():
+        routes.extend(_branch_routes(cfg, settings, branch_builds, leaving))
+    return routes
+
+
+def _branch_routes(cfg: Config, settings: Settings, builds: list[dict],
+                   leaving: frozenset) -> list[Route]:
+    first = builds[0]
+    label = f"{first['project']}/{first['branch']}"
+    serving = [b for b in builds if _serves(b, leaving)]
+    routes = []
+    for build in builds:
+        host = layout.build_host(cfg, build["project"], build["branch"], build["id"])
+        if build in serving:
+            routes.append(Route(host, "build", f"{settings.upstream_host}:{build['host_port']}",
+                                build["id"], label))
+        elif build["state"] in (BuildState.STOPPED, BuildState.RUNNING):
+            routes.append(Route(host, "stopped", settings.daemon, build["id"], label))
+    branch_host = layout.branch_host(cfg, first["project"], first["branch"])
+    in_progress = [b for b in builds if b["state"] not in (BuildState.STOPPED,
+                                                           BuildState.RUNNING)]
+    if serving:
+        newest = serving[-1]
+        routes.append(Route(branch_host, "build",
+                            f"{settings.upstream_host}:{newest['host_port']}", newest["id"],
+                            label))
+    elif in_progress:  # a full deploy, a restore, a first build: back in a moment
+        routes.append(Route(branch_host, "maintenance", build_id=in_progress[-1]["id"],
+                            label=label))
+    elif builds[-1]["state"] in (BuildState.STOPPED, BuildState.RUNNING):
+        routes.append(Route(branch_host, "stopped", settings.daemon, builds[-1]["id"], label))
+    return routes
+
+
+def _serves(build: dict, leaving: frozenset) -> bool:
+    return (build["state"] == BuildState.RUNNING and bool(build["host_port"])
+            and build["id"] not in leaving)
+
+
+# -- Caddy's document ---------------------------------------------------------------------
+
+def caddy_config(settings: Settings, routes: list[Route]) -> dict:
+    """The whole configuration Caddy loads for these routes."""
+    server = {
+        "listen": [f":{settings.https_port}"],
+        "routes": [_route(settings, route) for route in routes] + [_not_found()],
+    }
+    if settings.tls == "files":
+        server["tls_connection_policies"] = [
+            {"certificate_selection": {"any_tag": [SERVER_NAME]}}]
+        server["automatic_https"] = {"disable_certificates": True}
+    document = {
+        "admin": {"listen": settings.admin},
+        "apps": {"http": {"http_port": settings.http_port, "https_port": settings.https_port,
+                          "servers": {SERVER_NAME: server}},
+                 "tls": _tls(settings, [r.host for r in routes])},
+    }
+    if settings.tls == "internal":
+        # Caddy's own CA signs; it must not add its root to this host's trust store.
+        document["apps"]["pki"] = {"certificate_authorities": {"local": {
+            "install_trust": False}}}
+    server["@id"] = marker(document)
+    return document
+
+
+def marker(document: dict) -> str:
+    """The name of the marker object: the digest of the document without it."""
+    body = json.loads(json.dumps(document))
+    body["apps"]["http"]["servers"][SERVER_NAME].pop("@id", None)
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+    return f"appliance-{digest}"
+
+
+def _route(settings: Settings, route: Route) -> dict:
+    match = [{"host": [route.host]}]
+    if route.action == "ui":
+        handle = [_subroute([
+            {"match": [{"path": [INTERNAL_PREFIX, f"{INTERNAL_PREFIX}/*"]}],
+             "handle": [_static(404, NOT_FOUND_HTML)], "terminal": True},
+            {"handle": [_proxy(route.upstream)]}])]
+    elif route.action == "build":
+        handle = [_proxy(route.upstream)]
+    elif route.action == "maintenance":
+        handle = [{"handler": "headers",
+                   "response": {"set": {"Retry-After": [str(settings.retry_after)],
+                                        "Cache-Control": ["no-store"]}}},
+                  _static(503, MAINTENANCE_HTML.format(retry=settings.retry_after,
+                                                       what=_html(route.label)))]
+    elif route.action == "stopped":
+        handle = [{"handler": "rewrite", "uri": f"{INTERNAL_PREFIX}/stopped/{route.build_id}"},
+                  _proxy(route.upstream)]
+    else:
+        raise ValueError(f"unknown route action {route.action!r}")
+    return {"match": match, "handle": handle, "terminal": True}
+
+
+def _proxy(upstream: str) -> dict:
+    # flush_interval -1: a long poll, a live log or Odoo's bus answers as it is written.
+    # Caddy sets X-Forwarded-For/-Proto/-Host itself; websockets pass through as they are.
+    return {"handler": "reverse_proxy", "upstreams": [{"dial": upstream}],
+            "flush_interval": -1}
+
+
+def _subroute(routes: list[dict]) -> dict:
+    return {"handler": "subroute", "routes": routes}
+
+
+def _static(status: int, body: str) -> dict:
+    return {"handler": "static_response", "status_code": status,
+            "headers": {"Content-Type": ["text/html; charset=utf-8"]}, "body": body}
+
+
+def _not_found() -> dict:
+    """Any other name on the server: 404 (a name without a certificate never gets here)."""
+    return {"handle": [_static(404, NOT_FOUND_HTML)], "terminal": True}
+
+
+def _tls(settings: Settings, hosts: list[str]) -> dict:
+    if settings.tls == "files":
+        return {"certificates": {"load_files": [
+            {"certificate": settings.certificate_path, "key": settings.key_path,
+             "tags": [SERVER_NAME]}]}}
+    if settings.tls == "internal":
+        return {"automation": {"policies": [
+            {"subjects": sorted(set(hosts)), "issuers": [{"module": "internal"}]}]}}
+    issuer = {"module": "acme", **({"email": settings.acme_email} if settings.acme_email else {})}
+    # A certificate per name, asked for at the first handshake, and only for names the
+    # daemon says it serves (the ask endpoint): nobody can make it request others.
+    return {"automation": {
+        "policies": [{"issuers": [issuer], "on_demand": True}],
+        "on_demand": {"ask": f"http://{settings.daemon}{INTERNAL_PREFIX}/ask"}}}
+
+
+def _html(text: str) -> str:
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("'", "&#39;").replace('"', "&quot;"))
+
+
+def hosts(routes: list[Route]) -> set[str]:
+    """The names the routes serve (the on-demand TLS question's yes)."""
+    return {route.host for route in routes}

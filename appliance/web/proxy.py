@@ -1,0 +1,45 @@
+"""What Caddy asks the daemon: whether a name may have a certificate, and the page a
+stopped build's name answers.
+
+Only Caddy reaches these: they live under /_proxy, which the UI's own route in Caddy
+answers 404 from outside; the daemon itself listens on loopback. No session is read or
+made here (the stopped page is served at a build's name, not the UI's).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template, request
+
+from appliance import layout
+from appliance.errors import NotFound
+from appliance.jobs import proxy as proxy_jobs
+from appliance.store import builds as builds_store
+from appliance.store.states import BuildState
+from appliance.web.common import config, db
+
+blueprint = Blueprint("proxy", __name__, url_prefix="/_proxy")
+
+
+@blueprint.get("/ask")
+def ask():
+    """Caddy's on-demand TLS question: 200 for a name the appliance serves, else 404
+    (and Caddy asks no certificate authority for it)."""
+    domain = request.args.get("domain", "")
+    if not domain or not proxy_jobs.serves(config(), db(), domain):
+        abort(404)
+    return "", 200
+
+
+@blueprint.get("/stopped/<int:build_id>")
+def stopped(build_id: int):
+    """The page of a build whose server is not running."""
+    try:
+        with db().transaction() as conn:
+            build = builds_store.get_build(conn, build_id)
+    except NotFound:
+        abort(404)
+    page = layout.build_page(config(), build_id)
+    dropped = build["state"] in (BuildState.DROPPED, BuildState.DONE, BuildState.FAILED)
+    return render_template("proxy_stopped.html", build=build, page=page,
+                           dropped=dropped), 503, {"Retry-After": "30",
+                                                   "Cache-Control": "no-store"}

@@ -1,0 +1,222 @@
+"""Caddy in front of a real daemon: names over HTTPS (Caddy's internal CA), routes that
+survive restarts of either, the maintenance page during a full deploy, the stopped page,
+and no certificate for a name the appliance does not serve.
+
+Caddy runs on loopback ports of its own, with its data in a temporary folder; names are
+resolved with curl's --resolve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance import layout
+from appliance.jobs import containers
+from appliance.store import builds as builds_store
+from tests.integration.harness import Appliance, ShopWork, free_port
+
+pytestmark = pytest.mark.docker
+
+DOMAIN = "apps.test"
+
+
+class CaddyUnderTest:
+    """A `caddy run` of the test's own, as Debian's caddy-api unit runs it (--resume)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.admin = f"127.0.0.1:{free_port()}"
+        self.https_port, self.http_port = free_port(), free_port()
+        self.process = None
+        self.env = {**os.environ, "HOME": str(folder), "XDG_DATA_HOME": str(folder / "data"),
+                    "XDG_CONFIG_HOME": str(folder / "config")}
+        (folder / "init.json").write_text(json.dumps({"admin": {"listen": self.admin}}))
+
+    @property
+    def root_certificate(self) -> Path:
+        return self.folder / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+
+    def start(self, resume: bool = True) -> None:
+        command = ["caddy", "run", "--config", str(self.folder / "init.json")]
+        if resume:
+            command.append("--resume")
+        log = open(self.folder / "caddy.log", "ab")
+        self.process = subprocess.Popen(command, env=self.env, stdout=log,
+                                        stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://{self.admin}/config/"],
+                              check=False).returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("caddy did not start")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+def get(caddy: CaddyUnderTest, host: str, path: str = "/") -> tuple[int, dict, str]:
+    """GET https://host/path through Caddy, checking its certificate against Caddy's CA:
+    (status, headers, body); status 0 when no TLS connection could be made."""
+    out = subprocess.run(
+        ["curl", "-sS", "--max-time", "10", "--cacert", str(caddy.root_certificate),
+         "--resolve", f"{host}:{caddy.https_port}:127.0.0.1", "-D", "-",
+         f"https://{host}:{caddy.https_port}{path}"], capture_output=True, text=True)
+    if out.returncode != 0:
+        return 0, {}, out.stderr
+    head, _, body = out.stdout.partition("\n\n")  # text mode: \r\n reads as \n
+    lines = head.splitlines()
+    headers = {k.strip().lower(): v.strip() for k, _, v in
+               (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def wait_for(check, timeout: float = 15.0, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def caddy(tmp_path_factory):
+    server = CaddyUnderTest(tmp_path_factory.mktemp("caddy"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, caddy):
+    folder = tmp_path_factory.mktemp("proxy")
+    patch = pytest.MonkeyPatch()
+    settings = {"BASE_DOMAIN": DOMAIN, "ADMIN": caddy.admin, "TLS": "internal",
+                "HTTPS_PORT": str(caddy.https_port), "HTTP_PORT": str(caddy.http_port),
+                "CHECK_SECONDS": "0.5"}
+    for key, value in settings.items():
+        patch.setenv(f"APPLIANCE_PROXY_{key}", value)
+    appliance = Appliance(folder, "proxy")
+    appliance.config.proxy = dataclasses.replace(
+        appliance.config.proxy, base_domain=DOMAIN, https_port=caddy.https_port)
+    try:
+        appliance.start()
+        appliance.token = appliance.make_user("admin")
+        appliance.make_project("shop")
+        appliance.work = ShopWork(appliance, folder / "work")
+        appliance.work.commit("v1")
+        build = appliance.work.push()
+        assert build["state"] == "running", build["reason"]
+        appliance.build = build
+        yield appliance
+    finally:
+        appliance.close()
+        patch.undo()
+
+
+def names(app, build) -> tuple[str, str]:
+    return (layout.build_host(app.config, "shop", "main", build["id"]),
+            layout.branch_host(app.config, "shop", "main"))
+
+
+def test_a_pushed_build_answers_at_its_own_name_and_its_branch_s_over_https(app, caddy):
+    build_name, branch_name = names(app, app.build)
+    assert build_name == f"main-{app.build['id']}.shop.{DOMAIN}"
+    for host in (build_name, branch_name):
+        status, _, body = wait_for(lambda: (r := get(caddy, host, "/web/login"))[0] == 200
+                                   and r) or get(caddy, host, "/web/login")
+        assert status == 200, body
+    # The address shown on its pages is that name.
+    assert layout.build_url(app.config, {**app.build, "project": "shop", "branch": "main"}) \
+        == f"https://{build_name}:{caddy.https_port}/"
+
+
+def test_the_ui_answers_at_the_base_domain_and_keeps_the_proxy_s_paths_to_itself(app, caddy):
+    status, _, _ = get(caddy, DOMAIN, "/-/health")
+    assert status == 200
+    # Caddy's own questions to the daemon are not reachable from outside.
+    status, _, _ = get(caddy, DOMAIN, f"/_proxy/ask?domain={DOMAIN}")
+    assert status == 404
+    status, _, _ = get(caddy, DOMAIN, f"/_proxy/stopped/{app.build['id']}")
+    assert status == 404
+
+
+def test_a_name_the_appliance_does_not_serve_gets_no_certificate(app, caddy):
+    status, _, error = get(caddy, f"nothing.shop.{DOMAIN}")
+    assert status == 0 and "SSL" in error.upper() or "alert" in error
+
+
+def test_caddy_back_without_its_configuration_gets_every_route_again(app, caddy):
+    build_name, _ = names(app, app.build)
+    caddy.stop()
+    caddy.start(resume=False)  # a Caddy that lost what it was told
+    status, _, _ = wait_for(lambda: (r := get(caddy, build_name, "/web/login"))[0] == 200
+                            and r, timeout=20) or (0, {}, "")
+    assert status == 200
+
+
+def test_a_daemon_restart_loses_no_route(app, caddy):
+    build_name, branch_name = names(app, app.build)
+    app.stop()
+    try:
+        # Caddy kept its routes while the daemon was away.
+        assert get(caddy, build_name, "/web/login")[0] == 200
+    finally:
+        app.start()
+    assert get(caddy, branch_name, "/web/login")[0] == 200
+
+
+def test_production_shows_the_maintenance_page_during_a_full_deploy_then_serves(app, caddy):
+    _, branch_name = names(app, app.build)
+    seen: list[tuple[int, str, bool]] = []
+    errors = []
+    done = threading.Event()
+
+    def poll():
+        while not done.is_set():
+            status, headers, body = get(caddy, branch_name, "/web/login")
+            seen.append((status, headers.get("retry-after", ""), "maintenance" in body.lower()))
+            if status == 0:
+                errors.append(body)
+            time.sleep(0.1)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        app.work.commit("v2")  # a version bump: a full deploy, server stopped meanwhile
+        build = app.work.push()
+    finally:
+        done.set()
+        poller.join()
+    assert (build["state"], build["deploy"]) == ("running", "full"), build["reason"]
+    statuses = [status for status, _, _ in seen]
+    maintenance = [entry for entry in seen if entry[0] == 503]
+    assert maintenance, f"no maintenance page seen: {statuses}"
+    assert all(retry and is_page for _, retry, is_page in maintenance), maintenance
+    runs = [f"{s}x{len(list(g))}" for s, g in __import__('itertools').groupby(statuses)]
+    assert 502 not in statuses and 0 not in statuses, (runs, errors)
+    assert get(caddy, branch_name, "/web/login")[0] == 200
+    app.build = build
+
+
+def test_a_stopped_build_answers_a_page_that_leads_to_its_build_page(app, caddy):
+    build_name, branch_name = names(app, app.build)
+    with app.db.transaction() as conn:
+        build = builds_store.get_build(conn, app.build["id"])
+    containers.stop_server(app.svc, build, "stopped by the test")
+    status, headers, body = wait_for(
+        lambda: (r := get(caddy, build_name))[0] == 503 and r) or get(caddy, build_name)
+    assert status == 503 and "is not running" in body
+    assert f"/builds/{build['id']}" in body
+    assert get(caddy, branch_name)[0] == 503
