@@ -12,6 +12,7 @@ import os
 import secrets
 import signal
 import threading
+from datetime import datetime, timezone
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from waitress import create_server
@@ -19,7 +20,8 @@ from waitress import create_server
 from appliance import systemd_notify
 from appliance.config import Config
 from appliance.jobs import backup as backup_jobs
-from appliance.jobs import containers, gc
+from appliance.jobs import backup_copies, backup_verify
+from appliance.jobs import containers, gc, proxy
 from appliance.jobs import mail as mail_jobs
 from appliance.jobs import uploads as upload_jobs
 from appliance.jobs.queue import BuildQueue
@@ -100,14 +102,46 @@ def start_scheduler(svc) -> BackgroundScheduler:
     scheduler.add_job(_supervised("backups", backup_jobs.run_daily, svc), "cron", minute=0,
                       jitter=cfg.backup.jitter_seconds, coalesce=True, max_instances=1,
                       id="backups")
+    _schedule_backup_checks(svc, scheduler)
+    if proxy.enabled(svc):  # Caddy restarted without the routes: they are loaded again
+        scheduler.add_job(_supervised("proxy", proxy.watch, svc), "interval",
+                          seconds=cfg.proxy.check_seconds, coalesce=True, max_instances=1,
+                          id="proxy")
     scheduler.start()
     return scheduler
+
+
+def _schedule_backup_checks(svc, scheduler: BackgroundScheduler) -> None:
+    """Copies off the box (after each backup, and every copy_retry_minutes for a target
+    that failed or missed one), the nightly verification of each production's latest
+    backup, the weekly check of the repository (then the targets' prune)."""
+    cfg = svc.config.backup
+    copies = scheduler.add_job(_supervised("backup-copies", backup_copies.copy_pending, svc),
+                               "interval", minutes=cfg.copy_retry_minutes, coalesce=True,
+                               max_instances=1, id="backup-copies")
+    # A finished backup asks for its copies now; a copy under way picks it up after.
+    svc.extra["copy_soon"] = lambda: copies.modify(next_run_time=datetime.now(timezone.utc))
+    if cfg.verify:
+        scheduler.add_job(_supervised("backup-verify", backup_verify.run_nightly, svc),
+                          "cron", hour=cfg.verify_hour, minute=30,
+                          jitter=cfg.jitter_seconds, coalesce=True, max_instances=1,
+                          id="backup-verify")
+    scheduler.add_job(_supervised("repository-check", _weekly_check, svc), "cron",
+                      day_of_week=cfg.check_weekday, hour=cfg.check_hour, minute=15,
+                      coalesce=True, max_instances=1, id="repository-check")
+
+
+def _weekly_check(svc) -> None:
+    backup_verify.check_repository(svc)
+    backup_copies.prune_targets(svc)
 
 
 def serve(cfg: Config, ready: threading.Event | None = None) -> None:
     svc = open_services(cfg)
     reconcile(svc)
+    proxy.refresh(svc, force=True)  # whatever Caddy ran, it now runs what the store says
     backup_jobs.recover(svc)
+    backup_verify.recover(svc)
     catcher = mail_jobs.start_catcher(svc)
     queue = BuildQueue(svc)
     queue.start()

@@ -12,14 +12,17 @@ import pwd
 import shutil
 import subprocess
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import docker
 import psycopg
+from psycopg.rows import dict_row
 import requests
 
 from appliance import config as config_mod
 from appliance.errors import ConfigError
+from appliance.store import backup_checks as checks_store
 from appliance.store import db as store_db
 
 # The system user the package runs the daemon as (systemd/appliance.service).
@@ -32,6 +35,11 @@ DISK_WARN_BYTES = 10 * 1024**3
 # How long a check waits for PostgreSQL or Docker to answer (seconds).
 ANSWER_SECONDS = 5
 SETUP_POSTGRESQL = "dpkg-reconfigure odoo-appliance"
+# A copy target failing for longer than this is a warning (a night's outage is not).
+COPY_FAILING_WARN = timedelta(days=1)
+# The nightly verification and the weekly check are overdue past these ages.
+VERIFY_OVERDUE = timedelta(days=2)
+CHECK_OVERDUE = timedelta(days=8)
 
 
 @dataclass
@@ -70,6 +78,7 @@ def run(config_path: str | None) -> list[Check]:
         checks += [base_image(client, cfg), live_restore(client)]
     checks += [daemon_user(cfg), free_disk(cfg), unit()]
     checks += odoo_sources(cfg)
+    checks += backup_checks(cfg)
     return checks
 
 
@@ -211,4 +220,80 @@ def odoo_sources(cfg) -> list[Check]:
                  "cloned" if (cfg.paths.odoo / "src" / version / "odoo-bin").exists()
                  else f"to be cloned from {spec.source} at {spec.ref} by the first build")
         checks.append(Check(f"odoo {version}", "ok", state))
+    return checks
+
+
+def backup_checks(cfg) -> list[Check]:
+    """The latest verification of each production's backups (a failure is red), the
+    latest check of the repository, and the copy targets."""
+    try:
+        with psycopg.connect(store_db.conninfo(cfg.database), connect_timeout=ANSWER_SECONDS,
+                             row_factory=dict_row) as conn:
+            if conn.execute("SELECT to_regclass('backup_verifications') AS t").fetchone()["t"] \
+                    is None:
+                return []  # migrations pending: said by the state database's check
+            return (_verifications(conn) + [_repository_check(conn)]
+                    + _copy_targets(conn))
+    except psycopg.Error:
+        return []  # the state database's own check says why
+
+
+def _verifications(conn) -> list[Check]:
+    latest = {row["project_id"]: row for row in checks_store.latest_verifications(conn)}
+    productions = conn.execute(
+        """SELECT p.id, p.name, EXISTS (SELECT 1 FROM backups b WHERE b.project_id = p.id
+                  AND b.state = 'done') AS backed_up
+           FROM projects p JOIN branches br ON br.project_id = p.id
+           AND br.stage = 'production' ORDER BY p.name""").fetchall()
+    checks, now = [], datetime.now(timezone.utc)
+    for project in productions:
+        name, row = f"backups of {project['name']}", latest.get(project["id"])
+        fix = f"appliance backup verify {project['name']}"
+        if row is None:
+            if project["backed_up"]:
+                checks.append(Check(name, "warn", "no backup verified yet", fix))
+            continue
+        when = f"backup #{row['backup_id']} verified {row['finished_at']:%Y-%m-%d %H:%M} UTC"
+        if row["state"] != "ok":
+            first = (row["error"] or "failed").splitlines()[0]
+            checks.append(Check(name, "fail", f"{when}: FAILED: {first}",
+                                "read the problems on the project's Backups tab; make a "
+                                f"new backup and verify it: {fix}"))
+        elif now - row["finished_at"] > VERIFY_OVERDUE:
+            checks.append(Check(name, "warn", f"{when}: no verification since",
+                                "is the daemon running? [backup] verify = true?"))
+        else:
+            checks.append(Check(name, "ok", when))
+    return checks
+
+
+def _repository_check(conn) -> Check:
+    row, name = checks_store.latest_check(conn), "backup repository"
+    fix = "appliance backup verify --repository"
+    if row is None:
+        return Check(name, "ok", "not checked yet (weekly restic check)")
+    when = f"checked {row['finished_at']:%Y-%m-%d %H:%M} UTC ({row['read_data_subset']} read)"
+    if not row["ok"]:
+        return Check(name, "fail", f"{when}: {(row['output'].strip().splitlines() or ['failed'])[-1]}",
+                     "restic's report is in the daemon's log; restore from a copy "
+                     f"target if packs are damaged, then: {fix}")
+    if datetime.now(timezone.utc) - row["finished_at"] > CHECK_OVERDUE:
+        return Check(name, "warn", f"{when}: no check since", fix)
+    return Check(name, "ok", f"{when}: no errors")
+
+
+def _copy_targets(conn) -> list[Check]:
+    checks, now = [], datetime.now(timezone.utc)
+    for row in checks_store.targets(conn):
+        name = f"copy target {row['name']}"
+        if row["failing_since"] is None:
+            last = row["last_ok_at"]
+            checks.append(Check(name, "ok", f"{row['location']}: " + (
+                f"last copy {last:%Y-%m-%d %H:%M} UTC" if last else "no copy yet")))
+            continue
+        status = "warn" if now - row["failing_since"] > COPY_FAILING_WARN else "ok"
+        checks.append(Check(name, status, f"{row['location']}: failing since "
+                            f"{row['failing_since']:%Y-%m-%d %H:%M} UTC: {row['last_error']}",
+                            f"appliance backup target retry {row['name']}"
+                            if status == "warn" else ""))
     return checks

@@ -23,6 +23,7 @@ file's bytes can still change while read: they are the container's own data.)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import psycopg.sql
 
 from appliance.errors import BackupError, UserError
 from appliance.jobs import containers
@@ -53,6 +55,8 @@ CHUNK_BYTES = 1 << 20
 # A table held exclusively for longer than this fails the dump instead of hanging it.
 LOCK_WAIT_TIMEOUT = "60s"
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# Rows counted in the dump's own snapshot: a verification compares a restore against them.
+COUNTED_TABLES = ("res_users", "ir_attachment", "ir_module_module")
 # Reads Odoo's release module in a process of its own: (version, version_info, major).
 RELEASE_SCRIPT = ("import json, runpy, sys; g = runpy.run_path(sys.argv[1]); "
                   "print(json.dumps([g['version'], list(g['version_info']), "
@@ -97,17 +101,27 @@ def find_source(svc, conn, project: dict, branch: dict) -> Source:
 class DumpStream:
     """`pg_dump -Fc -Z0` of a database as an iterable of chunks, hashed and counted as
     they pass. A failing pg_dump raises BackupError at the end of the stream, before the
-    consumer sees its end; closing the stream early stops pg_dump."""
+    consumer sees its end; closing the stream early stops pg_dump.
+
+    pg_dump reads a snapshot exported by a transaction of ours, which counts the rows of
+    COUNTED_TABLES in that same snapshot (`counts`: table -> rows, None when it has no
+    such table): exactly what the dump holds, however busy production is."""
 
     def __init__(self, svc, database: str):
         self.svc = svc
         self.database = database
         self.sha256 = hashlib.sha256()
         self.bytes = 0
+        self.counts: dict[str, int | None] = {}
 
     def __iter__(self):
         server = server_version(self.svc)
-        command, env = dump_command(self.svc, self.database, server // 10000)
+        with _exported_snapshot(self.svc, self.database) as (snapshot, conn):
+            self.counts = count_rows(conn)
+            yield from self._dump(server, snapshot)
+
+    def _dump(self, server: int, snapshot: str):
+        command, env = dump_command(self.svc, self.database, server // 10000, snapshot)
         running = self.svc.extra.setdefault("backup_dumps", set())  # for backup.stop
         with tempfile.TemporaryFile() as errors:
             proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=env,
@@ -132,7 +146,39 @@ class DumpStream:
                               f"{message.splitlines()[-1] if message else f'exit {code}'}")
 
 
-def dump_command(svc, database: str, server_major: int) -> tuple[list[str], dict]:
+@contextlib.contextmanager
+def _exported_snapshot(svc, database: str):
+    """(snapshot id, connection) of a read-only repeatable-read transaction on the
+    database, open for the block."""
+    info = psycopg.conninfo.make_conninfo(admin_info(svc), dbname=database,
+                                          application_name="appliance-backup")
+    try:
+        conn = psycopg.connect(info, autocommit=True)  # the transaction is ours: BEGIN
+    except psycopg.Error as exc:
+        raise BackupError(f"cannot connect to {database}: {exc}") from None
+    try:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        conn.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT_TIMEOUT}'")
+        yield conn.execute("SELECT pg_export_snapshot()").fetchone()[0], conn
+    finally:
+        conn.close()
+
+
+def count_rows(conn) -> dict[str, int | None]:
+    """Rows of COUNTED_TABLES (None for a table the database does not have)."""
+    counts = {}
+    for table in COUNTED_TABLES:
+        if conn.execute("SELECT to_regclass(%s)", (f"public.{table}",)).fetchone()[0] is None:
+            counts[table] = None
+            continue
+        counts[table] = conn.execute(
+            psycopg.sql.SQL("SELECT count(*) FROM {}").format(psycopg.sql.Identifier(table))
+        ).fetchone()[0]
+    return counts
+
+
+def dump_command(svc, database: str, server_major: int,
+                 snapshot: str | None = None) -> tuple[list[str], dict]:
     """pg_dump's command line and environment: the password in PGPASSWORD, never argv."""
     params = psycopg.conninfo.conninfo_to_dict(admin_info(svc))
     env = dict(os.environ)
@@ -141,6 +187,7 @@ def dump_command(svc, database: str, server_major: int) -> tuple[list[str], dict
     params.update(dbname=database, application_name="appliance-backup")
     return ([pg.client_tool("pg_dump", server_major), *pg.DUMP_ARGS,
              f"--lock-wait-timeout={LOCK_WAIT_TIMEOUT}",
+             *([f"--snapshot={snapshot}"] if snapshot else []),
              f"--dbname={psycopg.conninfo.make_conninfo(**params)}"], env)
 
 
@@ -198,6 +245,9 @@ def manifest(svc, source: Source, backup: dict, dump: DumpStream, staged: Staged
             "dump": {"path": f"/{DUMP_NAME}", "format": "pg_dump custom, uncompressed",
                      "bytes": dump.bytes, "sha256": dump.sha256.hexdigest()},
             "files": staged.files, "bytes": staged.bytes,
+            # What a verification compares a restore with: rows in the dump (files of
+            # the filestore: files["filestore"]).
+            "counts": dump.counts,
         },
     }
 

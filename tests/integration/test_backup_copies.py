@@ -276,3 +276,30 @@ def test_an_sftp_target_on_loopback_gets_the_copies_and_a_stopped_server_is_retr
     assert restic_envs and all(env.get("AWS_SECRET_ACCESS_KEY") == "secret-key-nobody-types"
                                for env in restic_envs)
     assert "AWS_SECRET_ACCESS_KEY" not in os.environ
+
+
+def test_the_cli_adds_lists_retries_and_removes_a_target_without_showing_its_secrets(
+        svc, tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+
+    from appliance.cli_backup_targets import target
+    obj = SimpleNamespace(services=svc)
+    (tmp_path / "pw").write_text(PASSWORD + "\n")
+    make_backup(svc)
+    runner = CliRunner()
+    added = runner.invoke(target, ["add", "usb", str(tmp_path / "usb"), "--password-file",
+                                   str(tmp_path / "pw"), "--json"], obj=obj)
+    assert added.exit_code == 0, added.output
+    (shown,) = json.loads(added.output)
+    assert (shown["name"], shown["state"], shown["behind"]) == ("usb", "ok", 0)
+    listed = runner.invoke(target, ["list"], obj=obj)
+    assert listed.exit_code == 0 and "usb" in listed.output and "\tok\t" in listed.output
+    assert PASSWORD not in added.output + listed.output
+    (tmp_path / "usb").rename(tmp_path / "usb-away")
+    retried = runner.invoke(target, ["retry", "usb"], obj=obj)
+    assert retried.exit_code == 1 and "failing" in retried.output
+    removed = runner.invoke(target, ["remove", "usb", "--yes"], obj=obj)
+    assert removed.exit_code == 0 and backup_copies.status(svc) == []
