@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from appliance.jobs import proxy_config
@@ -26,6 +27,10 @@ from appliance.runtime.caddy import Caddy, ProxyError
 from appliance.store import routes as routes_store
 
 log = logging.getLogger(__name__)
+
+# After Caddy stops routing to a server, requests it already sent there get this long to
+# be answered before the server is stopped (Caddy's load does not wait for them).
+DRAIN_SECONDS = 0.5
 
 
 @dataclass
@@ -69,7 +74,8 @@ def leaving(svc, build_id: int):
     with state.lock:
         state.leaving.add(build_id)
     try:
-        refresh(svc)
+        if refresh(svc):
+            time.sleep(DRAIN_SECONDS)
         yield
     finally:
         with state.lock:

@@ -9,6 +9,7 @@ resolved with curl's --resolve.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import subprocess
@@ -204,7 +205,7 @@ def test_production_shows_the_maintenance_page_during_a_full_deploy_then_serves(
     maintenance = [entry for entry in seen if entry[0] == 503]
     assert maintenance, f"no maintenance page seen: {statuses}"
     assert all(retry and is_page for _, retry, is_page in maintenance), maintenance
-    runs = [f"{s}x{len(list(g))}" for s, g in __import__('itertools').groupby(statuses)]
+    runs = [f"{s}x{len(list(g))}" for s, g in itertools.groupby(statuses)]
     assert 502 not in statuses and 0 not in statuses, (runs, errors)
     assert get(caddy, branch_name, "/web/login")[0] == 200
     app.build = build
