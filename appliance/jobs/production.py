@@ -144,22 +144,23 @@ def full_deploy(svc, setup: containers.OdooSetup, build: dict, previous, plan: P
     with steps.step("maintenance") as out:
         _stop_previous(svc, previous, build)
         out["detail"] = "server stopped"
-    taken = False
+    updating = False
     try:
         with steps.step("snapshot") as out:
             out["detail"] = snapshot.take(svc, setup.project, snap)
-        taken = True
         with steps.step("backup") as out:
             out["detail"] = update_backup(svc, setup.project)
+        updating = True  # from here on, production may change
         common.set_state(svc, setup.build_id, BuildState.INSTALLING)
         with steps.step("update") as out:
             out["detail"] = common.run_update(svc, setup,
                                               common.update_command(svc, setup, plan))
         containers.serve(svc, setup, steps, "success")
     except BaseException as exc:
-        if taken:
+        if updating:
             snapshot.restore(svc, snap, build, f"update failed ({exc})")
-        else:  # production was not touched: what the snapshot step made goes
+        else:  # production was not touched (the update backup may have failed): the
+            # snapshot, if any, goes
             snapshot.discard(svc, snap)
         _serve_previous_again(svc, setup.project, previous, build)
         raise

@@ -442,6 +442,28 @@ def test_a_deploy_waits_for_a_backup_of_its_project(app):
     assert result["build"]["state"] == "running", result["build"]["reason"]
 
 
+def test_a_full_deploy_whose_update_backup_fails_changes_nothing(app):
+    db, before = live_db(app), live(app)
+    expected = rows(db)
+    backup.repository(app.svc)  # made, with its password, if no backup was made yet
+    password = backup.password_path(app.config)
+    password.rename(password.with_name("password-away"))  # restic cannot open the repository
+    try:
+        build = deploy(app, "v2")
+    finally:
+        password.with_name("password-away").rename(password)
+    assert build["state"] == "failed", build
+    states = {s["name"]: s["state"] for s in app.steps(build["id"])}
+    assert (states["snapshot"], states["backup"], states["update"]) == \
+        ("done", "failed", "skipped")
+    assert rows(db) == expected
+    assert sql(db, "SELECT latest_version FROM ir_module_module WHERE name = 'shop'") == \
+        [("18.0.1.0.0",)]
+    again = app.wait_build(before["id"], timeout=30)
+    assert again["state"] == "running" and serves(app, again)
+    assert side_leftovers(app) == []
+
+
 def test_a_full_deploy_backs_up_the_data_as_it_was_before_the_update(app):
     proj = project(app)
     build = deploy(app, "v2")
