@@ -3,9 +3,12 @@
 create      one backup of a branch (jobs/backup_content.py says what it holds): the
             database dump streamed into restic, then the files; a row in `backups`
             follows it from running to done or failed
+            (then, outside the project's lock, its copies off the box start:
+            jobs/backup_copies.py; their failure never fails the backup)
 prune       a project's retention: daily backups 7 days / 4 weeks / 3 months (restic's
             own policy, [backup] keep_*), manual, update and safety backups 14 days;
-            snapshots of failed backups go too; then `restic prune` frees the space
+            snapshots of failed backups go too, on the copy targets as well; then
+            `restic prune` frees the space
 run_daily   the scheduler's hourly job: a daily backup of each production whose hour
             ([backup] daily_first_hour + a per-project offset) has come and that has none
             since, then retention

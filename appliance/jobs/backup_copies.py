@@ -32,7 +32,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from appliance.errors import ApplianceError, BackupError, UserError
+from appliance.errors import ApplianceError, UserError
 from appliance.jobs.locks import repository_lock
 from appliance.runtime.restic import Repository, Restic
 from appliance.store import backup_checks as store

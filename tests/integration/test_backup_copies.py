@@ -156,7 +156,7 @@ def test_a_folder_target_whose_disk_is_gone_is_reported_then_caught_up_by_the_re
 def test_retention_forgets_on_the_targets_what_the_repository_no_longer_keeps(
         svc, tmp_path):
     backup_copies.add(svc, "disk", str(tmp_path / "disk"), PASSWORD)
-    old = make_backup(svc, at=datetime.now(timezone.utc) - timedelta(days=30))
+    make_backup(svc, at=datetime.now(timezone.utc) - timedelta(days=30))  # expired
     new = make_backup(svc)
     backup_copies.copy_pending(svc)
     with svc.db.transaction() as conn:
