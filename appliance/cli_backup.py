@@ -9,6 +9,7 @@ import json
 
 import click
 
+from appliance.cli_backup_targets import target, verify
 from appliance.errors import UserError
 from appliance.store import backups as backups_store
 from appliance.store import projects as projects_store
@@ -147,3 +148,8 @@ def backup_import(obj, project_name, source, branch, as_json):
     project = _project(obj, project_name)
     build, name = import_source(obj.services, project, source, branch)
     _queued(obj, build, f"import of {name} into {branch}", as_json)
+
+
+# Copy targets and verification: their own module.
+backup.add_command(target)
+backup.add_command(verify)
