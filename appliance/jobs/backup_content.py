@@ -40,7 +40,7 @@ from pathlib import Path
 import psycopg
 import psycopg.sql
 
-from appliance.errors import BackupError, UserError
+from appliance.errors import BackupError, SystemFailure, UserError
 from appliance.jobs import containers
 from appliance.runtime import postgres as pg
 from appliance.store import backups as backups_store
@@ -149,13 +149,13 @@ class DumpStream:
 @contextlib.contextmanager
 def _exported_snapshot(svc, database: str):
     """(snapshot id, connection) of a read-only repeatable-read transaction on the
-    database, open for the block."""
-    info = psycopg.conninfo.make_conninfo(admin_info(svc), dbname=database,
-                                          application_name="appliance-backup")
-    try:
-        conn = psycopg.connect(info, autocommit=True)  # the transaction is ours: BEGIN
-    except psycopg.Error as exc:
-        raise BackupError(f"cannot connect to {database}: {exc}") from None
+    database, open for the block. The connection is the database owner's, never the
+    appliance's: what it reads may be a view running the project's functions. pg_dump
+    (the appliance's role, running none of them) takes the same snapshot."""
+    try:  # autocommit: the transaction is ours, BEGIN
+        conn = svc.postgres.owner_connection(database, "appliance-backup")
+    except SystemFailure as exc:
+        raise BackupError(str(exc)) from None
     try:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         conn.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT_TIMEOUT}'")

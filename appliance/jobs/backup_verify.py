@@ -19,7 +19,10 @@ recover           at start: scratch databases and folders of processes gone are 
 Verification only reads the repository (repository_lock shared) and never takes a
 project's lock: production and its backups carry on meanwhile. Scratch databases are
 named <db_prefix>_verify_<appliance id>_<pid>_<backup id> (no project's database can be
-named so: a project's name starts with a letter), owned by the appliance's own role.
+named so: a project's name starts with a letter), owned by the project's role and only
+ever touched logged in as it: a backup holds what the project's code wrote, functions
+included, and restoring or reading it as the appliance's role would run them with the
+appliance's rights.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import psycopg
 
 from appliance.errors import ApplianceError, BackupError, UserError
 from appliance.jobs import backup as backup_jobs
@@ -77,7 +79,7 @@ def verify(svc, project: dict, backup_id: int | None = None) -> dict:
              project["name"])
     details: dict = {"backup_id": backup["id"]}
     try:
-        problems = _restore_and_check(svc, backup, details)
+        problems = _restore_and_check(svc, project, backup, details)
     except ApplianceError as exc:
         problems = [f"the restore failed: {exc}"]
     except Exception as exc:  # recorded as a failed verification, and logged whole
@@ -117,7 +119,7 @@ def _backup_to_verify(conn, project: dict, backup_id: int | None) -> dict:
     return backup
 
 
-def _restore_and_check(svc, backup: dict, details: dict) -> list[str]:
+def _restore_and_check(svc, project: dict, backup: dict, details: dict) -> list[str]:
     name = f"{scratch_prefix(svc)}{os.getpid()}_{backup['id']}"
     folder = verify_dir(svc.config) / f"{os.getpid()}-{backup['id']}"
     folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -125,8 +127,8 @@ def _restore_and_check(svc, backup: dict, details: dict) -> list[str]:
                                + 2 * (backup["dump_bytes"] or 0) + FREE_MARGIN_BYTES)
     try:
         with repository_lock(svc, False, f"verification of backup #{backup['id']}"):
-            svc.postgres.create_database(name, _admin_role(svc))
-            sha256, size = _restore_dump(svc, backup, name)
+            svc.postgres.create_database(name, project["db_role"])
+            sha256, size = _restore_dump(svc, backup, name, project["db_role"])
             backup_jobs.restore_files(svc, backup, folder, include=("/filestore",))
         details["dump"] = {"bytes": size, "sha256": sha256}
         problems = _check_dump(backup, sha256)
@@ -138,22 +140,12 @@ def _restore_and_check(svc, backup: dict, details: dict) -> list[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _admin_role(svc) -> str:
-    with psycopg.connect(content.admin_info(svc)) as conn:
-        return conn.execute("SELECT current_user").fetchone()[0]
-
-
-def _restore_dump(svc, backup: dict, database: str) -> tuple[str, int]:
-    """Stream the backup's dump from restic into pg_restore; (sha256, bytes) of what was
-    read."""
-    params = psycopg.conninfo.conninfo_to_dict(content.admin_info(svc))
-    env = dict(os.environ)
-    if params.get("password"):  # never on a command line
-        env["PGPASSWORD"] = str(params.pop("password"))
-    params.update(dbname=database, application_name="appliance-verify")
+def _restore_dump(svc, backup: dict, database: str, owner: str) -> tuple[str, int]:
+    """Stream the backup's dump from restic into pg_restore, logged in as the project's
+    role `owner`; (sha256, bytes) of what was read."""
+    dsn, env = svc.postgres.owner_client(database, owner, "appliance-verify")
     tool = pg.client_tool("pg_restore", content.server_version(svc) // 10000)
-    command = [tool, "--no-owner", "--no-acl", "--exit-on-error",
-               f"--dbname={psycopg.conninfo.make_conninfo(**params)}"]
+    command = [tool, "--no-owner", "--no-acl", "--exit-on-error", f"--dbname={dsn}"]
     digest, size = hashlib.sha256(), 0
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -272,8 +264,8 @@ def _stored_attachments(conn) -> list[tuple[str, str | None]]:
 
 @contextlib.contextmanager
 def _connect(svc, database: str):
-    info = psycopg.conninfo.make_conninfo(content.admin_info(svc), dbname=database)
-    with psycopg.connect(info, autocommit=True) as conn:
+    """The scratch database, logged in as its owner, the project's role."""
+    with svc.postgres.owner_connection(database, "appliance-verify") as conn:
         yield conn
 
 

@@ -62,6 +62,11 @@ class Limits:
     max_ratio: float = 100.0          # total uncompressed size / size of the zip
     max_entries: int = 2_000_000      # a filestore of 2 million attachments
 
+    def most_unpacked(self, packed_bytes: int) -> int:
+        """The most SQL a compressed dump (.sql.gz, custom) of packed_bytes may unpack
+        to: the zip's bounds, so that a gzip bomb cannot fill PostgreSQL's disk."""
+        return min(self.max_bytes, max(RATIO_FREE_BYTES, int(self.max_ratio * packed_bytes)))
+
 
 @dataclass
 class ZipContents:
@@ -266,7 +271,8 @@ class SqlScan:
     """One pass over a plain dump's lines: the tables it creates, base's version, whether
     it ends with pg_dump's completion line."""
 
-    def __init__(self):
+    def __init__(self, most_bytes: int | None = None):
+        self.most_bytes = most_bytes  # past it, the dump is refused as a bomb
         self.tables: set[str] = set()
         self.base_version: str | None = None
         self.complete = False
@@ -284,6 +290,9 @@ class SqlScan:
     def feed(self, piece: bytes) -> None:
         """A line, or a piece of a long one (only a piece after a newline starts one)."""
         self.bytes += len(piece)
+        if self.most_bytes is not None and self.bytes > self.most_bytes:
+            raise UserError(f"the dump unpacks to more than {self.most_bytes:,} bytes of SQL, "
+                            "far more than its own size: refused as a bomb")
         starts, self._line_start = self._line_start, piece.endswith(b"\n")
         if not starts:
             return
@@ -340,9 +349,11 @@ class SqlScan:
             check_major(self.major, odoo_version)
 
 
-def scan_sql(stream: BinaryIO, what: str = "the dump") -> SqlScan:
-    """Scan a plain dump (a gzip stream is checked to its CRC on the way)."""
-    scan = SqlScan()
+def scan_sql(stream: BinaryIO, what: str = "the dump",
+             most_bytes: int | None = None) -> SqlScan:
+    """Scan a plain dump (a gzip stream is checked to its CRC on the way); refused past
+    most_bytes of SQL."""
+    scan = SqlScan(most_bytes)
     try:
         scan.feed_stream(stream)
     except EOFError:
@@ -352,15 +363,16 @@ def scan_sql(stream: BinaryIO, what: str = "the dump") -> SqlScan:
     return scan
 
 
-def scan_custom(path: Path, pg_restore: str, what: str = "the custom dump") -> SqlScan:
+def scan_custom(path: Path, pg_restore: str, what: str = "the custom dump",
+                most_bytes: int | None = None) -> SqlScan:
     """Scan a custom dump through `pg_restore -f -` (every block read: a cut or damaged
-    file fails there, as it would fail to load)."""
+    file fails there, as it would fail to load); refused past most_bytes of SQL."""
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen([pg_restore, "--no-owner", "--no-acl", "-f", "-", str(path)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=errors)
         try:
-            scan = SqlScan().feed_stream(proc.stdout)
+            scan = SqlScan(most_bytes).feed_stream(proc.stdout)
         finally:
             proc.stdout.close()
             code = proc.wait()

@@ -2,7 +2,8 @@
 dump, given to the pipelines as a Loader (jobs/loaders.py).
 
 check()  reads the whole file once and changes nothing: its kind by its bytes, a zip's
-         entries (paths, links, bomb limits), its manifest's major version against the
+         entries (paths, links, bomb limits; a .sql.gz or custom dump unpacking to
+         more SQL than a zip may is a bomb too), its manifest's major version against the
          project's, the dump's integrity (gzip CRC, zip CRC, pg_dump's completion line,
          every block of a custom dump) and that it is Odoo's (jobs/dump_formats.py).
          A plain dump has no manifest: its major version is read from base's
@@ -74,11 +75,14 @@ class UploadLoader:
             if self.contents.manifest is not None:
                 formats.check_manifest(self.contents.manifest, odoo_version)
             what = f"the dump.sql of {self.name}"
+        # A compressed dump may unpack to what a zip may (a plain one is its own size).
+        most = (self.limits.most_unpacked(self.path.stat().st_size)
+                if self.kind in ("sql.gz", "custom") else None)
         if self.kind == "custom":
-            self.scan = formats.scan_custom(self.path, _newest_pg_restore(), what)
+            self.scan = formats.scan_custom(self.path, _newest_pg_restore(), what, most)
         else:
             with self._sql_stream() as stream:
-                self.scan = formats.scan_sql(stream, what)
+                self.scan = formats.scan_sql(stream, what, most)
         self.scan.verdict(odoo_version, what)
         log.info("import %s: a %s dump, %s bytes of SQL, base %s, %s filestore files",
                  self.name, self.kind, self.scan.bytes, self.scan.base_version or "unknown",

@@ -2,6 +2,16 @@
 
 Every statement that names a role or a database composes identifiers with psycopg.sql,
 never by string formatting.
+
+A project's database is written by hostile code (its builds run as the project's role) or
+by an imported dump: its tables may be views, carry triggers, CHECK constraints or row
+security policies calling the project's functions. The appliance's own role may create
+roles, and so could give itself pg_execute_server_program: nothing of a project's may
+ever run with it. So every statement inside a project's database (a query, an UPDATE, a
+pg_restore) runs on a connection logged in *as the database's owner*, never as the
+appliance's role with SET ROLE (pg_restore --role), which a function undoes with RESET
+ROLE. Only pg_dump, which runs none of a database's functions, and statements on the
+databases themselves (CREATE, DROP, RENAME) use the appliance's role.
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ class Postgres:
     def __init__(self, cfg: DatabaseConfig):
         self.cfg = cfg
         self._ensured: dict[str, str] = {}  # role -> password set by this process
+        self._passwords: dict[str, str] = {}  # role -> password, to log in as it
 
     @contextlib.contextmanager
     def _admin(self):
@@ -54,6 +65,10 @@ class Postgres:
             yield conn
         finally:
             conn.close()
+
+    def remember_role(self, role: str, password: str) -> None:
+        """The project role's password, for connecting as it (see as_owner)."""
+        self._passwords[role] = password
 
     def ensure_role(self, role: str, password: str) -> None:
         """The project's login role: no superuser, no createdb, no createrole. Idempotent;
@@ -82,6 +97,7 @@ class Postgres:
             # The appliance must be a member to create databases owned by the role.
             conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role)))
         self._ensured[role] = password
+        self._passwords[role] = password
 
     def create_database(self, name: str, owner: str, template: str = "template0",
                         replace: bool = False) -> None:
@@ -192,8 +208,8 @@ class Postgres:
 
     def copy_live_database(self, source: str, target: str, owner: str) -> None:
         """A consistent copy of a database in use, without stopping it: pg_dump (one
-        snapshot) piped into pg_restore as `owner`, so that every restored object is the
-        project role's. Nothing touches the disk; a failure drops the half-made target.
+        snapshot) piped into pg_restore logged in as `owner`, so that every restored
+        object is the project role's and its functions run with that role's rights. Nothing touches the disk; a failure drops the half-made target.
         A directory dump restored with two jobs was no faster on two cores (1 GB: 12-13 s
         either way), and it needs the room on disk."""
         _check_name(source)
@@ -216,8 +232,8 @@ class Postgres:
 
     def _dump_restore(self, dump_bin: str, restore_bin: str, source: str, target: str,
                       owner: str) -> None:
-        (dsn_source, env), (dsn_target, _) = (self._client(name, "appliance-copy")
-                                              for name in (source, target))
+        dsn_source, env = self._client(source, "appliance-copy")
+        dsn_target, restore_env = self.owner_client(target, owner, "appliance-copy")
         dsn = {source: dsn_source, target: dsn_target}
         restore = None
         with tempfile.TemporaryFile() as dump_errors:
@@ -227,10 +243,10 @@ class Postgres:
                 stdout=subprocess.PIPE, stderr=dump_errors, env=env)
             try:
                 restore = subprocess.run(
-                    [restore_bin, "--no-owner", "--no-acl", f"--role={owner}",
+                    [restore_bin, "--no-owner", "--no-acl",
                      "--exit-on-error", f"--dbname={dsn[target]}"],
                     stdin=dump.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                    env=env)
+                    env=restore_env)
             finally:
                 dump.stdout.close()
                 if restore is None or restore.returncode != 0:
@@ -252,15 +268,15 @@ class Postgres:
     def restore_dump(self, stream, target: str, owner: str) -> None:
         """Load a pg_dump custom-format dump read from `stream` (a binary file object,
         e.g. a pipe from restic) into the existing, empty database `target`, every
-        object `owner`'s (`--no-owner --role`), stopping at the first error. Nothing is
-        written to disk on the way. Raises SystemFailure with pg_restore's own message."""
+        object `owner`'s, stopping at the first error. Nothing is
+        written to disk on the way; pg_restore logs in as `owner` (a dump's functions
+        run as the project's role). Raises SystemFailure with pg_restore's own message."""
         _check_name(target)
         with self._admin() as conn:
             server = conn.info.server_version // 10000
+        dsn, env = self.owner_client(target, owner, "appliance-restore")
         command = [client_tool("pg_restore", server), "--no-owner", "--no-acl",
-                   f"--role={owner}", "--exit-on-error"]
-        dsn, env = self._client(target, "appliance-restore")
-        command.append(f"--dbname={dsn}")
+                   "--exit-on-error", f"--dbname={dsn}"]
         done = subprocess.run(command, stdin=stream, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, env=env)
         lines = done.stderr.decode(errors="replace").splitlines()
@@ -274,7 +290,7 @@ class Postgres:
         """What Odoo.sh does to an imported database: its scheduled actions (but Odoo's
         own garbage collection, base.autovacuum_job) and its outgoing mail servers are
         made inactive. Returns how many of each were active."""
-        with self._connect_to(database) as conn, conn.transaction():
+        with self.owner_connection(database) as conn, conn.transaction():
             crons = servers = 0
             if _has_table(conn, "ir_cron"):
                 crons = conn.execute(
@@ -322,16 +338,53 @@ class Postgres:
             raise SystemFailure(f"no database {name}")
         return row[0]
 
-    def _connect_to(self, database: str):
-        info = psycopg.conninfo.make_conninfo(self._admin_info(), dbname=database)
+    def owner_connection(self, database: str, application: str = "appliance"):
+        """An autocommit connection to a project's database logged in as its owner (see
+        the module's doc)."""
+        with self._admin() as conn:
+            row = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database "
+                               "WHERE datname = %s", (database,)).fetchone()
+        if row is None:
+            raise SystemFailure(f"cannot connect to database {database}: it does not exist")
+        return self.as_owner(database, row[0], application)
+
+    def as_owner(self, database: str, owner: str, application: str = "appliance"):
+        """An autocommit connection to `database` logged in as the project role `owner`."""
+        params = psycopg.conninfo.conninfo_to_dict(self._admin_info())
+        params.update(dbname=database, user=owner, password=self._password(owner),
+                      application_name=application)
         try:
-            return psycopg.connect(info, autocommit=True)
+            return psycopg.connect(psycopg.conninfo.make_conninfo(**params), autocommit=True)
         except psycopg.OperationalError as exc:
-            raise SystemFailure(f"cannot connect to database {database}: {exc}") from None
+            raise SystemFailure(f"cannot connect to database {database} as {owner}: "
+                                f"{exc}") from None
+
+    def owner_client(self, database: str, owner: str, application: str) -> tuple[str, dict]:
+        """A client tool's connection string for `database` as `owner`, and its
+        environment (the password in PGPASSWORD)."""
+        params = psycopg.conninfo.conninfo_to_dict(self._admin_info())
+        params.pop("password", None)
+        params.update(dbname=database, user=owner, application_name=application)
+        env = {**os.environ, "PGPASSWORD": self._password(owner)}
+        return psycopg.conninfo.make_conninfo(**params), env
+
+    def _password(self, role: str) -> str:
+        """The project role's password: set or remembered by this process, else the one
+        its project keeps in the appliance's state. Never the appliance's own role."""
+        if role in self._passwords:
+            return self._passwords[role]
+        with psycopg.connect(conninfo(self.cfg)) as conn:
+            row = conn.execute("SELECT db_password FROM projects WHERE db_role = %s",
+                               (role,)).fetchone()
+        if row is None:
+            raise SystemFailure(f"{role} is not a project's role: the appliance does not "
+                                "run statements in its databases")
+        self._passwords[role] = row[0]
+        return row[0]
 
     def module_versions(self, database: str) -> dict[str, str]:
         """{module: installed version} of an Odoo database ({} when it has none)."""
-        with self._connect_to(database) as conn:
+        with self.owner_connection(database) as conn:
             if not _has_table(conn, "ir_module_module"):
                 return {}
             rows = conn.execute("SELECT name, latest_version FROM ir_module_module "
@@ -340,7 +393,7 @@ class Postgres:
 
     def new_identity(self, database: str) -> None:
         """A copy is another database: a new uuid and secret, as `db duplicate` gives."""
-        with self._connect_to(database) as conn:
+        with self.owner_connection(database) as conn:
             if not _has_table(conn, "ir_config_parameter"):
                 return
             for key in ("database.uuid", "database.secret"):
@@ -351,7 +404,7 @@ class Postgres:
         """Odoo in this database sends through `server` (name, smtp_host, smtp_port,
         smtp_user, smtp_pass) and no other: every other outgoing server is made inactive
         (neutralize's dummy one too), this one is made or updated and first in order."""
-        with self._connect_to(database) as conn, conn.transaction():
+        with self.owner_connection(database) as conn, conn.transaction():
             if not _has_table(conn, "ir_mail_server"):
                 return
             conn.execute("UPDATE ir_mail_server SET active = false WHERE name <> %(name)s",
