@@ -55,6 +55,12 @@ CHUNK_BYTES = 1 << 20
 # A table held exclusively for longer than this fails the dump instead of hanging it.
 LOCK_WAIT_TIMEOUT = "60s"
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# A file this large whose disk blocks hold less than 1/SPARSE_RATIO of its size is a hole
+# a container made (`truncate -s 1T`), not an attachment: restic would read every zero and
+# restic 0.14 writes them all out again at a restore. Left out, with a warning. (A
+# compressing filesystem stores at most about 32x less: btrfs's extents.)
+SPARSE_MIN_BYTES = 64 << 20
+SPARSE_RATIO = 64
 # Rows counted in the dump's own snapshot: a verification compares a restore against them.
 COUNTED_TABLES = ("res_users", "ir_attachment", "ir_module_module")
 # Reads Odoo's release module in a process of its own: (version, version_info, major).
@@ -274,7 +280,7 @@ def stage(source: Source, work: Path) -> Staged:
             continue
         try:
             os.mkdir(work / name, 0o700)
-            _link_folder(fd, str(work / name), counts)
+            _link_folder(fd, str(work / name), counts, staged.warnings, f"{name}/")
         finally:
             os.close(fd)
         staged.files[name], staged.bytes[name] = counts
@@ -296,7 +302,8 @@ def _open_folder(root: Path, relative: str) -> int:
     return current
 
 
-def _link_folder(src_fd: int, target: str, counts: list[int]) -> None:
+def _link_folder(src_fd: int, target: str, counts: list[int], warnings: list[str],
+                 relative: str) -> None:
     with os.scandir(src_fd) as entries:
         items = list(entries)
     for entry in items:
@@ -312,23 +319,38 @@ def _link_folder(src_fd: int, target: str, counts: list[int]) -> None:
                 continue  # swapped or removed since it was listed
             try:
                 os.mkdir(path, 0o700)
-                _link_folder(child, path, counts)
+                _link_folder(child, path, counts, warnings, f"{relative}{entry.name}/")
             finally:
                 os.close(child)
         elif entry.is_file(follow_symlinks=False):
-            if _link_file(src_fd, entry.name, path):
-                counts[0] += 1
-                counts[1] += os.stat(path, follow_symlinks=False).st_size
+            info = _link_file(src_fd, entry.name, path)
+            if info is None:
+                continue
+            if _sparse(info):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                warnings.append(f"{relative}{entry.name}: a sparse file of {info.st_size:,} "
+                                f"bytes holding {info.st_blocks * 512:,} on disk; left out")
+                log.warning("backup: %s", warnings[-1])
+                continue
+            counts[0] += 1
+            counts[1] += info.st_size
 
 
-def _link_file(src_fd: int, name: str, path: str) -> bool:
+def _sparse(info: os.stat_result) -> bool:
+    return (stat.S_ISREG(info.st_mode) and info.st_size >= SPARSE_MIN_BYTES
+            and info.st_blocks * 512 * SPARSE_RATIO < info.st_size)
+
+
+def _link_file(src_fd: int, name: str, path: str) -> os.stat_result | None:
     """Hard-link one file (linkat without following: a link swapped in is linked as the
-    link itself); copied where the folders are on two filesystems. False when gone."""
+    link itself); copied where the folders are on two filesystems, unless it is sparse
+    (see _sparse: then nothing is made). Its status; None when gone."""
     try:
         os.link(name, path, src_dir_fd=src_fd, follow_symlinks=False)
-        return True
+        return os.stat(path, follow_symlinks=False)
     except FileNotFoundError:
-        return False
+        return None
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
@@ -336,10 +358,13 @@ def _link_file(src_fd: int, name: str, path: str) -> bool:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                      dir_fd=src_fd)
     except FileNotFoundError:
-        return False
+        return None
     with os.fdopen(fd, "rb") as source:
-        if not stat.S_ISREG(os.fstat(source.fileno()).st_mode):
-            return False
+        info = os.fstat(source.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        if _sparse(info):
+            return info
         with open(path, "xb") as copy:
             shutil.copyfileobj(source, copy, CHUNK_BYTES)
-    return True
+    return os.stat(path, follow_symlinks=False)

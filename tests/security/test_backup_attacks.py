@@ -25,6 +25,7 @@ import pytest
 from appliance import layout
 from appliance.errors import UserError
 from appliance.jobs import backup, backup_verify, production_restore, restores, staging
+from appliance.jobs import backup_content as content
 from appliance.jobs.containers import build_paths
 from appliance.jobs.dump_import import UploadLoader
 from appliance.runtime.buildfs import UnsafePath
@@ -285,3 +286,24 @@ def custom_bomb(tmp_path, sql_gz) -> "os.PathLike":
         with psycopg.connect(admin_conninfo(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return path
+
+
+# -- what a backup stages of the container's folders ---------------------------------------
+
+def test_a_huge_sparse_file_in_the_filestore_is_left_out_of_the_backup_with_a_warning(
+        tmp_path):
+    """A container can make a file of a terabyte that takes no disk: restic would read a
+    terabyte of zeros, and every restore (the nightly verification's too) would write
+    it out whole. It is left out, and the backup says so."""
+    data = tmp_path / "data"
+    files = data / "filestore" / "db" / "ab"
+    files.mkdir(parents=True)
+    (files / "ab12").write_bytes(b"an attachment")
+    with open(files / "huge", "wb") as handle:
+        handle.truncate(1 << 40)
+    source = content.Source(project={}, branch={}, build={}, database="db", data_dir=data,
+                            build_dir=tmp_path / "build")
+    staged = content.stage(source, tmp_path / "work")
+    assert sorted(os.listdir(tmp_path / "work" / "filestore" / "ab")) == ["ab12"]
+    assert staged.files["filestore"] == 1 and staged.bytes["filestore"] < 1 << 20
+    assert any("ab/huge" in warning and "sparse" in warning for warning in staged.warnings)
