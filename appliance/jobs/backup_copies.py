@@ -83,7 +83,7 @@ def check_location(cfg, location: str) -> str:
     if not location or any(ord(c) < 32 for c in location):
         raise UserError("a copy target needs a location: a folder, sftp:, s3: or rest:")
     if location.startswith("rest:"):
-        if re.match(r"^rest:https?://[^/@]*:[^/@]*@", location):
+        if re.match(r"^rest:https?://[^/@]*:[^/@]*@", location, re.IGNORECASE):
             raise UserError("a rest: location with a password in it would show the password "
                             "on restic's command line: give a rest-server without "
                             "credentials in the URL (TLS, private network), or use sftp:")
@@ -100,6 +100,11 @@ def check_location(cfg, location: str) -> str:
     if path.resolve().is_relative_to(backup.backups_dir(cfg).resolve()):
         raise UserError(f"{location} is inside the appliance's own backups folder: a copy "
                         "must be on another disk or host")
+    # Containers write parts of the data folder: a repository there could be swapped for
+    # links that restic, run by the daemon, would follow.
+    if path.resolve().is_relative_to(Path(cfg.paths.data_dir).resolve()):
+        raise UserError(f"{location} is inside the appliance's data folder: a copy must be "
+                        "on another disk or host")
     return str(path)
 
 

@@ -26,6 +26,7 @@ from appliance import layout
 from appliance.errors import UserError
 from appliance.jobs import backup, backup_verify, production_restore, restores, staging
 from appliance.jobs import backup_content as content
+from appliance.jobs import backup_copies
 from appliance.jobs.containers import build_paths
 from appliance.jobs.dump_import import UploadLoader
 from appliance.runtime.buildfs import UnsafePath
@@ -307,3 +308,19 @@ def test_a_huge_sparse_file_in_the_filestore_is_left_out_of_the_backup_with_a_wa
     assert sorted(os.listdir(tmp_path / "work" / "filestore" / "ab")) == ["ab12"]
     assert staged.files["filestore"] == 1 and staged.bytes["filestore"] < 1 << 20
     assert any("ab/huge" in warning and "sparse" in warning for warning in staged.warnings)
+
+
+# -- copy targets ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("inside", ["projects/acme/production/copies", "builds/7/data/x",
+                                    "uploads/offsite"])
+def test_a_copy_target_inside_the_data_folder_is_refused(config, inside):
+    """Containers write parts of the data folder: a repository there could be swapped
+    for links the root daemon's restic would follow, and it is not off the box."""
+    with pytest.raises(UserError, match="inside the appliance's data folder"):
+        backup_copies.check_location(config, str(config.paths.data_dir / inside))
+
+
+def test_a_rest_location_with_a_password_is_refused_whatever_the_scheme_s_case(config):
+    with pytest.raises(UserError, match="password"):
+        backup_copies.check_location(config, "rest:HTTPS://backup:s3cret@example.com/repo")
