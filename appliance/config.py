@@ -129,6 +129,7 @@ class BuildsConfig:
     health_timeout: int = 120
     dev_keep_days: float = 3.0
     gc_interval_minutes: int = 60
+    sleep_minutes: float = 60.0
 
 
 @dataclass

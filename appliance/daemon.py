@@ -21,7 +21,7 @@ from appliance import systemd_notify
 from appliance.config import Config
 from appliance.jobs import backup as backup_jobs
 from appliance.jobs import backup_copies, backup_verify
-from appliance.jobs import containers, gc, proxy
+from appliance.jobs import containers, gc, proxy, sleep
 from appliance.jobs import mail as mail_jobs
 from appliance.jobs import uploads as upload_jobs
 from appliance.jobs.queue import BuildQueue
@@ -107,6 +107,10 @@ def start_scheduler(svc) -> BackgroundScheduler:
         scheduler.add_job(_supervised("proxy", proxy.watch, svc), "interval",
                           seconds=cfg.proxy.check_seconds, coalesce=True, max_instances=1,
                           id="proxy")
+        # Builds visited through the proxy are noted as used; idle ones fall asleep.
+        scheduler.add_job(_supervised("sleep", sleep.put_to_sleep, svc), "interval",
+                          seconds=cfg.proxy.check_seconds, coalesce=True, max_instances=1,
+                          id="sleep")
     scheduler.start()
     return scheduler
 

@@ -249,7 +249,7 @@ def serve(svc, setup: OdooSetup, steps=NO_STEPS, result: str | None = None) -> i
         raise
     with svc.db.transaction() as conn:
         builds_store.set_state(conn, setup.build_id, BuildState.RUNNING,
-                               host_port=server.host_port,
+                               host_port=server.host_port, asleep=False,
                                **({"result": result} if result else {}))
     proxy.refresh(svc)  # its names now reach it
     return server.host_port

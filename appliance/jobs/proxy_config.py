@@ -28,6 +28,12 @@ from appliance.store.states import BuildState
 # page): the UI's own route answers them 404 from outside.
 INTERNAL_PREFIX = "/_proxy"
 SERVER_NAME = "appliance"
+# How long a request whose upstream failed is tried again (see _proxy).
+RETRY_SECONDS = 2
+# The header that carries a request's own path to the daemon's pages (wake, stopped).
+ORIGINAL_URI = "X-Appliance-Uri"
+# The cookie that lets members through to private builds (set for the base domain).
+ACCESS_COOKIE = "appliance_access"
 MAINTENANCE_HTML = ("<!doctype html><meta charset=utf-8><title>Maintenance</title>"
                     "<meta http-equiv=refresh content={retry}>"
                     "<body style='font-family:sans-serif;margin:4em'>"
@@ -43,10 +49,11 @@ class Route:
     """What one name answers."""
 
     host: str
-    action: str                 # "ui", "build", "maintenance", "stopped"
+    action: str                 # "ui", "build", "maintenance", "stopped", "asleep"
     upstream: str = ""          # host:port, for "ui" and "build"
     build_id: int | None = None
     label: str = ""             # for people: "acme/main"
+    watched: bool = False       # each request passes the daemon first (use, access)
 
 
 @dataclass(frozen=True)
@@ -99,14 +106,16 @@ def _branch_routes(cfg: Config, settings: Settings, builds: list[dict],
     first = builds[0]
     label = f"{first['project']}/{first['branch']}"
     serving = [b for b in builds if _serves(b, leaving)]
+    watched = first["stage"] != "production"  # production never sleeps
     routes = []
     for build in builds:
         host = layout.build_host(cfg, build["project"], build["branch"], build["id"])
         if build in serving:
             routes.append(Route(host, "build", f"{settings.upstream_host}:{build['host_port']}",
-                                build["id"], label))
+                                build["id"], label, watched))
         elif build["state"] in (BuildState.STOPPED, BuildState.RUNNING):
-            routes.append(Route(host, "stopped", settings.daemon, build["id"], label))
+            routes.append(Route(host, _idle_action(build, leaving), settings.daemon,
+                                build["id"], label))
     branch_host = layout.branch_host(cfg, first["project"], first["branch"])
     in_progress = [b for b in builds if b["state"] not in (BuildState.STOPPED,
                                                            BuildState.RUNNING)]
@@ -114,13 +123,20 @@ def _branch_routes(cfg: Config, settings: Settings, builds: list[dict],
         newest = serving[-1]
         routes.append(Route(branch_host, "build",
                             f"{settings.upstream_host}:{newest['host_port']}", newest["id"],
-                            label))
+                            label, watched))
     elif in_progress:  # a full deploy, a restore, a first build: back in a moment
         routes.append(Route(branch_host, "maintenance", build_id=in_progress[-1]["id"],
                             label=label))
     elif builds[-1]["state"] in (BuildState.STOPPED, BuildState.RUNNING):
-        routes.append(Route(branch_host, "stopped", settings.daemon, builds[-1]["id"], label))
+        routes.append(Route(branch_host, _idle_action(builds[-1], leaving), settings.daemon,
+                            builds[-1]["id"], label))
     return routes
+
+
+def _idle_action(build: dict, leaving: frozenset) -> str:
+    """A build without a server: asleep ones wake on a visit, others show a page."""
+    asleep = build.get("asleep") and build["id"] not in leaving
+    return "asleep" if asleep and build["stage"] != "production" else "stopped"
 
 
 def _serves(build: dict, leaving: frozenset) -> bool:
@@ -170,26 +186,49 @@ def _route(settings: Settings, route: Route) -> dict:
              "handle": [_static(404, NOT_FOUND_HTML)], "terminal": True},
             {"handle": [_proxy(route.upstream)]}])]
     elif route.action == "build":
-        handle = [_proxy(route.upstream)]
+        handle = ([*_watch(settings, route), _proxy(route.upstream)] if route.watched
+                  else [_proxy(route.upstream)])
     elif route.action == "maintenance":
         handle = [{"handler": "headers",
                    "response": {"set": {"Retry-After": [str(settings.retry_after)],
                                         "Cache-Control": ["no-store"]}}},
                   _static(503, MAINTENANCE_HTML.format(retry=settings.retry_after,
                                                        what=_html(route.label)))]
-    elif route.action == "stopped":
-        handle = [{"handler": "rewrite", "uri": f"{INTERNAL_PREFIX}/stopped/{route.build_id}"},
-                  _proxy(route.upstream)]
+    elif route.action in ("stopped", "asleep"):
+        where = "wake" if route.action == "asleep" else "stopped"
+        forward = _proxy(route.upstream)
+        forward["headers"] = {"request": {"set": {ORIGINAL_URI: ["{http.request.uri}"]}}}
+        handle = [{"handler": "rewrite", "uri": f"{INTERNAL_PREFIX}/{where}/{route.build_id}"},
+                  forward]
     else:
         raise ValueError(f"unknown route action {route.action!r}")
     return {"match": match, "handle": handle, "terminal": True}
 
 
+def _watch(settings: Settings, route: Route) -> list[dict]:
+    """Caddy's forward_auth: the daemon's /_proxy/auth/<build> answers 2xx (the request
+    goes on, the build noted as used) or its own answer (a redirect to sign in) that the
+    client gets instead. The appliance's access cookie is then taken out of the request:
+    the build's code never sees it."""
+    ask = {"handler": "reverse_proxy", "upstreams": [{"dial": settings.daemon}],
+           "rewrite": {"method": "GET", "uri": f"{INTERNAL_PREFIX}/auth/{route.build_id}"},
+           "headers": {"request": {"set": {"X-Forwarded-Method": ["{http.request.method}"],
+                                           ORIGINAL_URI: ["{http.request.uri}"]}}},
+           "handle_response": [{"match": {"status_code": [2]}, "routes": [{"handle": [
+               {"handler": "headers", "request": {"delete": [ORIGINAL_URI]}}]}]}]}
+    strip = {"handler": "headers", "request": {"replace": {"Cookie": [
+        {"search_regexp": f"(^|;\\s*){ACCESS_COOKIE}=[^;]*", "replace": ""}]}}}
+    return [ask, strip]
+
+
 def _proxy(upstream: str) -> dict:
     # flush_interval -1: a long poll, a live log or Odoo's bus answers as it is written.
     # Caddy sets X-Forwarded-For/-Proto/-Host itself; websockets pass through as they are.
+    # A GET whose upstream connection breaks (Caddy 2.6 can cut one that was in flight
+    # while it loads a new configuration) is tried again for up to RETRY_SECONDS.
     return {"handler": "reverse_proxy", "upstreams": [{"dial": upstream}],
-            "flush_interval": -1}
+            "flush_interval": -1,
+            "load_balancing": {"try_duration": f"{RETRY_SECONDS}s", "try_interval": "100ms"}}
 
 
 def _subroute(routes: list[dict]) -> dict:

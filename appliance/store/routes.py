@@ -15,7 +15,7 @@ def routed_builds(conn) -> list[dict]:
     """Every build in one of ROUTED_STATES with its project's and branch's names, by
     project, branch and build id."""
     return conn.execute(
-        """SELECT b.id, b.state, b.host_port, b.database, b.branch_id, b.trigger,
+        """SELECT b.id, b.state, b.host_port, b.database, b.branch_id, b.trigger, b.asleep,
                   br.name AS branch, br.stage, p.name AS project, p.id AS project_id
            FROM builds b JOIN branches br ON br.id = b.branch_id
            JOIN projects p ON p.id = b.project_id

@@ -13,6 +13,8 @@ from flask import Blueprint, abort, render_template, request
 from appliance import layout
 from appliance.errors import NotFound
 from appliance.jobs import proxy as proxy_jobs
+from appliance.jobs import sleep
+from appliance.jobs.proxy_config import ORIGINAL_URI
 from appliance.store import builds as builds_store
 from appliance.store.states import BuildState
 from appliance.web.common import config, db
@@ -43,3 +45,44 @@ def stopped(build_id: int):
     return render_template("proxy_stopped.html", build=build, page=page,
                            dropped=dropped), 503, {"Retry-After": "30",
                                                    "Cache-Control": "no-store"}
+
+
+@blueprint.get("/auth/<int:build_id>")
+def auth(build_id: int):
+    """Caddy's forward_auth before each request to a development or staging build: the
+    build is noted as used (it does not fall asleep) and the request goes on."""
+    sleep.touch(build_id)
+    return "", 204
+
+
+@blueprint.route("/wake/<int:build_id>", methods=["GET", "HEAD", "POST"])
+def wake(build_id: int):
+    """A visit to a sleeping build: its server is started and the visit gets a page
+    that reloads itself (503 with Retry-After, for other clients) until the build
+    answers. The visit is not held meanwhile: Caddy takes new routes as the build comes
+    up, and a request held across that change would be cut."""
+    try:
+        sleep.wake(_services(), build_id)
+    except NotFound:
+        abort(404)
+    again = _same_site_path(request.headers.get(ORIGINAL_URI, "/"))
+    return render_template("proxy_waking.html", again=again), 503, {
+        "Retry-After": "1", "Cache-Control": "no-store"}
+
+
+def _same_site_path(uri: str) -> str:
+    """The visit's own path, never another site ("//evil" or a scheme)."""
+    if not uri.startswith("/") or uri.startswith("//") or "\\" in uri:
+        return "/"
+    return uri
+
+
+def _services():
+    return _Services(config(), db())
+
+
+class _Services:
+    """What jobs/sleep needs of the daemon's services: its configuration and store."""
+
+    def __init__(self, cfg, database):
+        self.config, self.db = cfg, database

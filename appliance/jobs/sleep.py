@@ -1,0 +1,94 @@
+"""Builds that sleep when nobody uses them, and wake on the next request.
+
+Every request to a development or staging build passes the daemon's /_proxy/auth on its
+way (Caddy's forward_auth): `touch` notes the build as used, in memory; `flush` writes
+those times to builds.last_used_at. Every minute, `put_to_sleep` stops the servers of
+development and staging builds unused for [builds] sleep_minutes and marks them asleep;
+their names then lead to /_proxy/wake, which asks the task workers to start the server
+and answers a page that reloads itself until the build does. Production
+never sleeps. The cap on running servers counts awake builds only: a sleeping build is
+stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+from appliance.jobs import containers
+from appliance.store import builds as builds_store
+from appliance.store.states import BuildState
+
+log = logging.getLogger(__name__)
+
+SLEEPING_STAGES = ("development", "staging")
+
+_used: dict[int, float] = {}
+_used_lock = threading.Lock()
+
+
+def touch(build_id: int) -> None:
+    """The build was just used (a request through the proxy)."""
+    with _used_lock:
+        _used[int(build_id)] = time.time()
+
+
+def flush(svc) -> int:
+    """Write the noted uses to the store; returns how many builds."""
+    with _used_lock:
+        used = dict(_used)
+        _used.clear()
+    if not used:
+        return 0
+    with svc.db.transaction() as conn:
+        conn.execute(
+            """UPDATE builds b SET last_used_at = greatest(b.last_used_at, u.at)
+               FROM (SELECT unnest(%s::integer[]) AS id,
+                            to_timestamp(unnest(%s::double precision[])) AS at) u
+               WHERE b.id = u.id""", (list(used), list(used.values())))
+    return len(used)
+
+
+def idle_servers(conn, before: datetime) -> list[dict]:
+    """Running development and staging builds last used before `before`."""
+    return conn.execute(
+        """SELECT * FROM builds WHERE state = %s AND stage = ANY(%s) AND last_used_at < %s
+           ORDER BY last_used_at""",
+        (BuildState.RUNNING.value, list(SLEEPING_STAGES), before)).fetchall()
+
+
+def put_to_sleep(svc, now: datetime | None = None) -> list[int]:
+    """Stop the servers of builds idle for [builds] sleep_minutes; returns their ids."""
+    minutes = svc.config.builds.sleep_minutes
+    if minutes <= 0:
+        return []
+    flush(svc)
+    now = now or datetime.now(timezone.utc)
+    with svc.db.transaction() as conn:
+        idle = idle_servers(conn, now - timedelta(minutes=minutes))
+    slept = []
+    for build in idle:
+        # Marked first: once its server is gone, its names lead to the wake-up at once.
+        with svc.db.transaction() as conn:
+            conn.execute("UPDATE builds SET asleep = true WHERE id = %s", (build["id"],))
+        containers.stop_server(svc, build, f"asleep: unused for {minutes:g} minutes; the "
+                                           "next visit wakes it")
+        slept.append(build["id"])
+    if slept:
+        log.info("put %d idle build(s) to sleep: %s", len(slept), slept)
+    return slept
+
+
+def wake(svc, build_id: int) -> dict:
+    """Ask the task workers to start a sleeping build (once: a second visitor joins the
+    first one's start). Returns the build as it is now."""
+    with svc.db.transaction() as conn:
+        build = builds_store.get_build(conn, build_id)
+        if (build["state"] == BuildState.STOPPED and build.get("asleep")
+                and builds_store.pending_task(conn, build_id) is None):
+            builds_store.request_task(conn, "start_server", build_id)
+            log.info("build %s: waking up for a visitor", build_id)
+    touch(build_id)
+    return build
