@@ -130,4 +130,6 @@ def production_snapshot(cfg: Config, project: str, build_id: int) -> ProductionS
         data_dir=data_dir, live_database=production_database(cfg, project),
         live_files=production_filestore(cfg, project),
         database=database_name(cfg, project, f"snap_{int(build_id)}"),
-        files=data_dir / "snapshots" / str(int(build_id)))
+        # Beside the data dir, never in it: its containers write there, and a link put
+        # where the snapshot is would be followed when it is put back.
+        files=data_dir.parent / "snapshots" / str(int(build_id)))

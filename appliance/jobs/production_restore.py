@@ -32,7 +32,6 @@ from appliance.jobs import backup, common, containers, restores
 from appliance.jobs.loaders import Loaded
 from appliance.jobs.plan import Plan, make_plan
 from appliance.runtime import filestore
-from appliance.runtime.buildfs import UnsafePath
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ def swap(svc, snap: layout.ProductionSnapshot, loaded: Side) -> str:
     Production's data dir was its containers' to write: a link where the filestore's
     folders should be (to a host folder the root daemon would move the files into) is
     refused before anything changes."""
-    _check_no_link(snap.data_dir, snap.live_files)
+    filestore.check_no_link(snap.data_dir, snap.live_files)
     svc.postgres.drop_database(snap.live_database)
     svc.postgres.rename_database(loaded.database, snap.live_database)
     if loaded.files.exists():
@@ -96,18 +95,6 @@ def swap(svc, snap: layout.ProductionSnapshot, loaded: Side) -> str:
     else:
         filestore.remove_tree(snap.live_files)
     return f"{loaded.database} is now {snap.live_database}"
-
-
-def _check_no_link(data_dir: Path, live_files: Path) -> None:
-    """Every folder from the data dir down to the live filestore is a folder, not a link
-    (nothing runs in production's containers now: the check holds until the swap)."""
-    paths = [data_dir]
-    for part in live_files.relative_to(data_dir).parts:
-        paths.append(paths[-1] / part)
-    for path in paths:
-        if path.is_symlink() or (path.exists() and not path.is_dir()):
-            raise UnsafePath(f"{path}: a link or a file where production's filestore "
-                             "folder should be (written by its containers); refused")
 
 
 def after_import(svc, build: dict, database: str) -> str:

@@ -30,6 +30,8 @@ def restore(svc, snap: ProductionSnapshot, build: dict, reason: str) -> bool:
     if not svc.postgres.exists(snap.database):
         return False
     log.warning("build %s: rolling back production (%s)", build["id"], reason)
+    if snap.files.exists():  # before anything changes: the files go back through no link
+        filestore.check_no_link(snap.data_dir, snap.live_files)
     svc.postgres.drop_database(snap.live_database)
     svc.postgres.rename_database(snap.database, snap.live_database)
     if snap.files.exists():

@@ -172,3 +172,18 @@ def tree_size(path: Path) -> int:
                 seen.add((stat.st_dev, stat.st_ino))
                 total += stat.st_size
     return total
+
+
+def check_no_link(root: Path, path: Path) -> None:
+    """Every folder from `root` down to `path` is a folder, not a link: a folder a
+    container wrote (production's data dir) may hold a link to a host folder the root
+    daemon would otherwise move files into. Check it when no container of that data dir
+    runs, just before the move."""
+    root, path = Path(root), Path(path)
+    paths = [root]
+    for part in path.relative_to(root).parts:
+        paths.append(paths[-1] / part)
+    for step in paths:
+        if step.is_symlink() or (step.exists() and not step.is_dir()):
+            raise UnsafePath(f"{step}: a link or a file where a folder should be (written by "
+                             "a build's container); refused")
