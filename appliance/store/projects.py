@@ -163,6 +163,13 @@ def _check_mail_field(name: str, value) -> None:
         raise UserError(f"no mail setting {name!r}")
 
 
+def set_public_access(conn, project: dict, public: bool) -> dict:
+    """Open the project's development builds to anyone with their address, or close them
+    to its members again. Returns the updated project."""
+    return conn.execute("UPDATE projects SET public_access = %s WHERE id = %s RETURNING *",
+                        (bool(public), project["id"])).fetchone()
+
+
 def set_mail_settings(conn, project: dict, **fields) -> dict:
     """Change the given mail settings (MAIL_FIELDS; the others stay). Every value is checked
     first, so a refusal (UserError) changes nothing. Returns the updated project."""

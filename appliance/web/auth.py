@@ -24,7 +24,8 @@ from flask import Blueprint, abort, g, jsonify, redirect, render_template, reque
 
 from appliance.store import logins
 from appliance.store import users as store_users
-from appliance.web.common import current_user, db, format_time, is_htmx
+from appliance.web import build_access
+from appliance.web.common import config, current_user, db, format_time, is_htmx
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ PUBLIC_ENDPOINTS = {"auth.login", "static", "api.health"}
 # answer only the proxy (its questions and pages, unreachable from outside through it).
 SELF_AUTHENTICATED_BLUEPRINTS = {"git", "proxy"}
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# The access cookie for private builds lasts as long as a sign-in (app.SESSION_LIFETIME).
+ACCESS_SECONDS = 14 * 24 * 3600
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 # A `next` longer than this is no page of ours.
@@ -92,9 +95,17 @@ def check_csrf():
     return None
 
 
+def keep_build_access(response):
+    """A signed-in user's browser keeps its access cookie for private builds."""
+    if request.blueprint not in SELF_AUTHENTICATED_BLUEPRINTS:
+        build_access.refresh(config(), request, response, g.get("user"), ACCESS_SECONDS)
+    return response
+
+
 def install(app) -> None:
     app.before_request(check_csrf)
     app.before_request(require_login)
+    app.after_request(keep_build_access)
     app.jinja_env.globals["csrf_token"] = csrf_token
 
 
@@ -191,7 +202,9 @@ def login():
             session["user_id"] = user["id"]
             session["generation"] = user["session_generation"]
             log.info("user %s signed in from %s", user["name"], address)
-            return redirect(safe_next(request.form.get("next")))
+            response = redirect(safe_next(request.form.get("next")))
+            build_access.issue(config(), response, user, ACCESS_SECONDS)
+            return response
         error = "Wrong name or password."
     return render_template("login.html", error=error,
                            next=safe_next(request.values.get("next")))
@@ -205,4 +218,6 @@ def logout():
         store_users.end_sessions(conn, user["id"])
     log.info("user %s signed out from %s", user["name"], client_address())
     session.clear()
-    return redirect(url_for("auth.login"))
+    response = redirect(url_for("auth.login"))
+    build_access.clear(config(), response)
+    return response

@@ -91,7 +91,7 @@ def list_etag(project: dict, version: str, busy: bool, show_all: bool) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 
-# The project's settings: outgoing mail relay and caught-mail retention
+# The project's settings: outgoing mail relay, caught-mail retention, public access
 
 # Columns never sent to a template (the page shows only whether a password is set).
 SECRET_COLUMNS = ("relay_password", "db_password")
@@ -160,6 +160,11 @@ def save_settings(name: str):
             raise PermissionDenied(f"only administrators of {name} may change its settings")
         fields = mail_settings_from(request.form)
         store_projects.set_mail_settings(conn, project, **fields)
+        public = request.form.get("public_access") == "1"
+        if public != project["public_access"]:
+            store_projects.set_public_access(conn, project, public)
+            log.info("%s made the development builds of %s %s", current_user()["name"], name,
+                     "public" if public else "private to its members")
     log.info("%s changed the mail settings of %s (relay %s:%s, %s, password %s)",
              current_user()["name"], name, fields["relay_host"] or "none", fields["relay_port"],
              fields["relay_security"], "changed" if "relay_password" in fields else "kept")

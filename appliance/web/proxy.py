@@ -14,9 +14,12 @@ from appliance import layout
 from appliance.errors import NotFound
 from appliance.jobs import proxy as proxy_jobs
 from appliance.jobs import sleep
-from appliance.jobs.proxy_config import ORIGINAL_URI
+from appliance.jobs.proxy_config import ACCESS_COOKIE, ORIGINAL_URI
 from appliance.store import builds as builds_store
+from appliance.store import users as store_users
 from appliance.store.states import BuildState
+from appliance.web import build_access
+from appliance.web.auth import ACCESS_SECONDS
 from appliance.web.common import config, db
 
 blueprint = Blueprint("proxy", __name__, url_prefix="/_proxy")
@@ -50,9 +53,27 @@ def stopped(build_id: int):
 @blueprint.get("/auth/<int:build_id>")
 def auth(build_id: int):
     """Caddy's forward_auth before each request to a development or staging build: the
-    build is noted as used (it does not fall asleep) and the request goes on."""
+    build is noted as used (it does not fall asleep). A development build of a project
+    that is not public lets only its members (and appliance admins) through, by their
+    access cookie; anyone else is sent to sign in. Staging is Odoo's login's to guard,
+    as production is."""
     sleep.touch(build_id)
-    return "", 204
+    with db().transaction() as conn:
+        row = conn.execute(
+            """SELECT b.stage, p.* FROM builds b JOIN projects p ON p.id = b.project_id
+               WHERE b.id = %s""", (build_id,)).fetchone()
+        if row is None:
+            abort(404)
+        if row["stage"] != "development" or row["public_access"]:
+            return "", 204
+        user = build_access.user_from(config(), conn, request.cookies.get(ACCESS_COOKIE),
+                                      ACCESS_SECONDS)
+        if user is not None and store_users.can_access(conn, user, row):
+            return "", 204
+    # The UI at the base domain: the access cookie is set for it and its subdomains.
+    ui = layout.https_url(config(), config().proxy.base_domain)
+    login = f"{ui}login?next=/builds/{build_id}"
+    return "", 302, {"Location": login, "Cache-Control": "no-store"}
 
 
 @blueprint.route("/wake/<int:build_id>", methods=["GET", "HEAD", "POST"])

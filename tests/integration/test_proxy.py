@@ -18,7 +18,11 @@ import pytest
 
 from appliance import layout
 from appliance.jobs import containers
+from appliance.jobs.proxy_config import ACCESS_COOKIE
 from appliance.store import builds as builds_store
+from appliance.store import projects as projects_store
+from appliance.store import users as users_store
+from appliance.web import build_access
 from tests.caddy_server import CaddyUnderTest
 from tests.integration.harness import Appliance, ShopWork
 
@@ -27,11 +31,19 @@ pytestmark = pytest.mark.docker
 DOMAIN = "apps.test"
 
 
-def get(caddy: CaddyUnderTest, host: str, path: str = "/") -> tuple[int, dict, str]:
+# The access cookie of a signed-in member, sent by get() unless told otherwise.
+MEMBER = {"cookie": ""}
+
+
+def get(caddy: CaddyUnderTest, host: str, path: str = "/",
+        cookie: str | None = None) -> tuple[int, dict, str]:
     """GET https://host/path through Caddy, checking its certificate against Caddy's CA:
-    (status, headers, body); status 0 when no TLS connection could be made."""
+    (status, headers, body); status 0 when no TLS connection could be made. It carries a
+    member's access cookie unless given another (or "" for none)."""
+    cookie = MEMBER["cookie"] if cookie is None else cookie
     out = subprocess.run(
-        ["curl", "-sS", "--max-time", "10", "--cacert", str(caddy.root_certificate),
+        ["curl", "-sS", "--max-time", "10", *(["-H", f"Cookie: {cookie}"] if cookie else []),
+         "--cacert", str(caddy.root_certificate),
          "--resolve", f"{host}:{caddy.https_port}:127.0.0.1", "-D", "-",
          f"https://{host}:{caddy.https_port}{path}"], capture_output=True, text=True)
     if out.returncode != 0:
@@ -43,11 +55,12 @@ def get(caddy: CaddyUnderTest, host: str, path: str = "/") -> tuple[int, dict, s
     return int(lines[0].split()[1]), headers, body
 
 
-def visit(caddy: CaddyUnderTest, host: str, path: str = "/") -> tuple[int, dict, str]:
+def visit(caddy: CaddyUnderTest, host: str, path: str = "/",
+          cookie: str | None = None) -> tuple[int, dict, str]:
     """A GET as a browser's user makes it: one cut by Caddy 2.6 loading a new
     configuration at that moment (status 0 or 502) is made again, twice at most."""
     for _ in range(3):
-        answer = get(caddy, host, path)
+        answer = get(caddy, host, path, cookie)
         if answer[0] not in (0, 502):
             return answer
         time.sleep(0.2)
@@ -88,6 +101,9 @@ def app(tmp_path_factory, caddy):
         appliance.start()
         appliance.token = appliance.make_user("admin")
         appliance.make_project("shop")
+        with appliance.db.transaction() as conn:
+            admin = users_store.user_by_name(conn, "admin")
+        MEMBER["cookie"] = f"{ACCESS_COOKIE}={build_access.token_for(appliance.config, admin)}"
         appliance.work = ShopWork(appliance, folder / "work")
         appliance.work.commit("v1")
         build = appliance.work.push()
@@ -234,6 +250,60 @@ def test_a_visit_keeps_a_development_build_awake_and_production_never_sleeps(app
     time.sleep(3)  # ...and several sleep checks pass
     assert state_of(app, build["id"])["state"] == "running"
     assert state_of(app, app.build["id"])["state"] == "running"
+
+
+def test_a_private_development_build_sends_an_outsider_to_sign_in_and_lets_a_member_in(
+        app, caddy):
+    app.work.commit("v1", "a private development branch")
+    build = app.work.push("private")
+    assert build["state"] == "running", build["reason"]
+    host = layout.build_host(app.config, "shop", "private", build["id"])
+    status, headers, _ = visit(caddy, host, "/web/login", cookie="")
+    assert status == 302
+    assert headers["location"].endswith(f"/login?next=/builds/{build['id']}")
+    assert headers["location"].startswith(f"https://{DOMAIN}:{caddy.https_port}/")
+    forged = f"{ACCESS_COOKIE}=" + MEMBER["cookie"].split("=", 1)[1][:-4] + "AAAA"
+    assert visit(caddy, host, "/web/login", cookie=forged)[0] == 302
+    with app.db.transaction() as conn:
+        users_store.create_user(conn, "stranger", "password-stranger", is_admin=False)
+        stranger = users_store.user_by_name(conn, "stranger")
+    cookie = f"{ACCESS_COOKIE}={build_access.token_for(app.config, stranger)}"
+    assert visit(caddy, host, "/web/login", cookie=cookie)[0] == 302  # not a member
+    assert visit(caddy, host, "/web/login")[0] == 200  # a member (an appliance admin)
+
+
+def test_a_public_project_s_development_builds_open_to_anyone(app, caddy):
+    with app.db.transaction() as conn:
+        build_id = conn.execute("SELECT id FROM builds WHERE state = 'running' AND stage = "
+                                "'development' ORDER BY id DESC LIMIT 1").fetchone()["id"]
+        build = builds_store.get_build(conn, build_id)
+        project = projects_store.get_project(conn, "shop")
+        assert visit(caddy, layout.build_host(app.config, "shop", build["branch"], build_id),
+                     "/web/login", cookie="")[0] == 302
+        projects_store.set_public_access(conn, project, True)
+    host = layout.build_host(app.config, "shop", build["branch"], build_id)
+    try:
+        assert visit(caddy, host, "/web/login", cookie="")[0] == 200
+    finally:
+        with app.db.transaction() as conn:
+            projects_store.set_public_access(conn, project, False)
+
+
+def test_signing_in_through_the_proxy_sets_the_access_cookie_for_the_base_domain(app, caddy):
+    jar = caddy.folder / "jar"
+    common = ["curl", "-sS", "--cacert", str(caddy.root_certificate), "-c", str(jar),
+              "-b", str(jar), "--resolve", f"{DOMAIN}:{caddy.https_port}:127.0.0.1"]
+    base = f"https://{DOMAIN}:{caddy.https_port}"
+    page = subprocess.run([*common, f"{base}/login"], capture_output=True, text=True).stdout
+    token = page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+    head = subprocess.run([*common, "-D", "-", "-o", "/dev/null", "--data-urlencode",
+                           "name=admin", "--data-urlencode", "password=password-admin",
+                           "--data-urlencode", f"csrf_token={token}", f"{base}/login"],
+                          capture_output=True, text=True).stdout
+    access = [line for line in head.splitlines()
+              if line.lower().startswith("set-cookie:") and ACCESS_COOKIE in line]
+    assert access, head
+    assert f"Domain={DOMAIN}" in access[0] and "Secure" in access[0] and "HttpOnly" in access[0]
 
 
 def test_a_stopped_build_answers_a_page_that_leads_to_its_build_page(app, caddy):

@@ -16,8 +16,9 @@ from appliance.store import projects as store_projects
 from tests.client_cookies import get_cookie
 from tests.helpers_web import flashes, post
 
-# Blueprints whose POSTs are no page's form: signing in and out, git's smart HTTP.
-NOT_FORMS = {"auth", "git"}
+# Blueprints whose POSTs are no page's form: signing in and out, git's smart HTTP, the
+# upload pieces a script sends (answered in JSON), a visit to a sleeping build.
+NOT_FORMS = {"auth", "git", "uploads", "proxy"}
 
 
 def caught_mail(db, build: dict) -> int:

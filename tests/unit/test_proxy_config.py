@@ -143,3 +143,51 @@ def test_tls_from_files_without_the_files_is_refused(tmp_path):
     path.write_text('[proxy]\nbase_domain = "x.example.com"\ntls = "files"\n')
     with pytest.raises(ConfigError, match="certificate_path"):
         config_mod.load(path, env={})
+
+
+def test_development_and_staging_requests_pass_the_daemon_and_lose_the_access_cookie():
+    import re
+    cfg = make_config()
+    settings = proxy_config.Settings.from_config(cfg)
+    routes = by_host(proxy_config.plan_routes(cfg, [
+        build(3, port=18003, branch="dev", stage="development", branch_id=2),
+        build(4, port=18004)]))
+    dev = proxy_config._route(settings, routes["dev-3.acme.apps.example.com"])["handle"]
+    ask, strip, forward = dev
+    assert ask["rewrite"]["uri"] == "/_proxy/auth/3"
+    assert ask["upstreams"] == [{"dial": "127.0.0.1:8080"}]
+    assert forward["upstreams"] == [{"dial": "127.0.0.1:18003"}]
+    rule = strip["request"]["replace"]["Cookie"][0]
+    pattern = re.compile(rule["search_regexp"])
+    for header in ("appliance_access=SECRET", "a=1; appliance_access=SECRET; b=2",
+                   "appliance_access=SECRET; session_id=odoo"):
+        left = pattern.sub(rule["replace"], header)
+        assert "SECRET" not in left and "appliance_access" not in left
+    assert pattern.sub("", "a=1; appliance_access=S; b=2") == "a=1; b=2"
+    # Production: straight to Odoo, no question asked, nothing taken out.
+    production = proxy_config._route(settings, routes["main-4.acme.apps.example.com"])["handle"]
+    assert [h["handler"] for h in production] == ["reverse_proxy"]
+
+
+def test_a_sleeping_build_s_names_lead_to_the_wake_up_and_keep_the_visited_path():
+    cfg = make_config()
+    asleep = {**build(3, state="stopped", branch="dev", stage="development"), "asleep": True}
+    routes = by_host(proxy_config.plan_routes(cfg, [asleep]))
+    assert routes["dev-3.acme.apps.example.com"].action == "asleep"
+    assert routes["dev.acme.apps.example.com"].action == "asleep"
+    handle = proxy_config._route(proxy_config.Settings.from_config(cfg),
+                                 routes["dev.acme.apps.example.com"])["handle"]
+    assert handle[0] == {"handler": "rewrite", "uri": "/_proxy/wake/3"}
+    assert handle[1]["headers"]["request"]["set"]["X-Appliance-Uri"] == ["{http.request.uri}"]
+    # Production is never woken: a stopped production shows the stopped page.
+    prod = {**build(4, state="stopped"), "asleep": True}
+    assert by_host(proxy_config.plan_routes(cfg, [prod]))["main.acme.apps.example.com"].action \
+        == "stopped"
+
+
+@pytest.mark.parametrize("given", ["//evil.example/", "https://evil.example/", "\\\\evil",
+                                   "/\\evil", "", "javascript:alert(1)"])
+def test_the_waking_page_only_reloads_a_path_of_the_build_s_own_site(given):
+    from appliance.web.proxy import _same_site_path
+    assert _same_site_path(given) == "/"
+    assert _same_site_path("/web#action=12") == "/web#action=12"
