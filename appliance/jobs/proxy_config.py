@@ -212,8 +212,13 @@ def _watch(settings: Settings, route: Route) -> list[dict]:
     the build's code never sees it."""
     ask = {"handler": "reverse_proxy", "upstreams": [{"dial": settings.daemon}],
            "rewrite": {"method": "GET", "uri": f"{INTERNAL_PREFIX}/auth/{route.build_id}"},
+           # A websocket's upgrade is for the build, not for the question (Werkzeug
+           # answers an upgrade to a plain route with a 400).
            "headers": {"request": {"set": {"X-Forwarded-Method": ["{http.request.method}"],
-                                           ORIGINAL_URI: ["{http.request.uri}"]}}},
+                                           ORIGINAL_URI: ["{http.request.uri}"]},
+                                   "delete": ["Upgrade", "Connection", "Sec-WebSocket-Key",
+                                              "Sec-WebSocket-Version",
+                                              "Sec-WebSocket-Extensions"]}},
            "handle_response": [{"match": {"status_code": [2]}, "routes": [{"handle": [
                {"handler": "headers", "request": {"delete": [ORIGINAL_URI]}}]}]}]}
     strip = {"handler": "headers", "request": {"replace": {"Cookie": [

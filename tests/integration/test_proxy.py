@@ -8,8 +8,13 @@ resolved with curl's --resolve.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import itertools
+import json
+import os
+import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -304,6 +309,48 @@ def test_signing_in_through_the_proxy_sets_the_access_cookie_for_the_base_domain
               if line.lower().startswith("set-cookie:") and ACCESS_COOKIE in line]
     assert access, head
     assert f"Domain={DOMAIN}" in access[0] and "Secure" in access[0] and "HttpOnly" in access[0]
+
+
+def websocket_exchange(caddy, host: str, cookie: str, message: str) -> tuple[str, dict]:
+    """Open wss://host/websocket through Caddy, send one text message; (the status line of
+    the handshake, the JSON the stand-in Odoo answered)."""
+    context = ssl.create_default_context(cafile=str(caddy.root_certificate))
+    with socket.create_connection(("127.0.0.1", caddy.https_port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=host) as conn:
+            key = base64.b64encode(os.urandom(16)).decode()
+            conn.sendall((f"GET /websocket HTTP/1.1\r\nHost: {host}\r\n"
+                          f"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                          f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                          f"Cookie: {cookie}\r\n\r\n").encode())
+            reader = conn.makefile("rb")
+            status = reader.readline().decode().strip()
+            head = []
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                head.append(line.decode().strip())
+            if " 101 " not in status + " ":
+                return status, {"head": head, "body": reader.read(300).decode(errors="replace")}
+            payload, mask = message.encode(), os.urandom(4)
+            masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            conn.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+            head = reader.read(2)
+            length = head[1] & 0x7F
+            if length == 126:
+                length = int.from_bytes(reader.read(2), "big")
+            return status, json.loads(reader.read(length))
+
+
+def test_odoo_s_websocket_connects_through_the_proxy_without_the_access_cookie(app, caddy):
+    with app.db.transaction() as conn:
+        build = conn.execute("SELECT b.*, br.name AS branch FROM builds b JOIN branches br "
+                             "ON br.id = b.branch_id WHERE b.state = 'running' AND "
+                             "b.stage = 'development' ORDER BY b.id DESC LIMIT 1").fetchone()
+    host = layout.build_host(app.config, "shop", build["branch"], build["id"])
+    status, answer = websocket_exchange(caddy, host, f"keep=1; {MEMBER['cookie']}",
+                                        '{"event_name": "subscribe"}')
+    assert status.split()[1] == "101", (status, answer)
+    assert answer["echo"] == '{"event_name": "subscribe"}'
+    assert answer["forwarded_proto"] == "https" and answer["forwarded_host"].startswith(host)
+    assert "keep=1" in answer["cookie"] and ACCESS_COOKIE not in answer["cookie"]
 
 
 def test_a_stopped_build_answers_a_page_that_leads_to_its_build_page(app, caddy):

@@ -4,10 +4,16 @@
 even when PostgreSQL is down, as in Odoo); `/web/login` answers 200 only when the
 database answers a query; `/` redirects to `/web/login`. Each request is logged
 under `werkzeug` like Odoo's request lines (queries, SQL time, other time).
+`/websocket` takes a WebSocket upgrade as Odoo's bus does, and answers each text message
+with a JSON echo of it and of what the request carried (the scheme and host the proxy
+forwarded, the cookies), so tests see what reaches a build.
 """
 
+import base64
+import hashlib
 import html
 import json
+import struct
 import logging
 import threading
 import time
@@ -78,7 +84,34 @@ class RequestHandler(BaseHTTPRequestHandler):
         super().handle()
 
     def do_GET(self):
+        if urlsplit(self.path).path == "/websocket":
+            self._websocket()
+            return
         self._dispatch(send_body=True)
+
+    def _websocket(self):
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        if self.headers.get("Upgrade", "").lower() != "websocket" or not key:
+            self.send_response(400)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        accept = base64.b64encode(hashlib.sha1(
+            (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.wfile.flush()
+        seen = {"forwarded_proto": self.headers.get("X-Forwarded-Proto", ""),
+                "forwarded_host": self.headers.get("X-Forwarded-Host", ""),
+                "cookie": self.headers.get("Cookie", "")}
+        while (message := _read_frame(self.rfile)) is not None:
+            reply = json.dumps({"echo": message, **seen}).encode()
+            self.wfile.write(bytes([0x81]) + _frame_length(len(reply)) + reply)
+            self.wfile.flush()
+        self.close_connection = True
 
     def do_HEAD(self):
         self._dispatch(send_body=False)
@@ -102,6 +135,29 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args):  # noqa: A002 (BaseHTTPRequestHandler's signature)
         _logger.debug(format, *args)
+
+
+def _read_frame(stream):
+    """One text frame from the client (masked, as clients send them); None at a close."""
+    head = stream.read(2)
+    if len(head) < 2 or head[0] & 0x0F == 0x8:
+        return None
+    length = head[1] & 0x7F
+    if length == 126:
+        length = struct.unpack(">H", stream.read(2))[0]
+    elif length == 127:
+        length = struct.unpack(">Q", stream.read(8))[0]
+    mask = stream.read(4) if head[1] & 0x80 else b"\0\0\0\0"
+    data = stream.read(length)
+    return bytes(b ^ mask[i % 4] for i, b in enumerate(data)).decode(errors="replace")
+
+
+def _frame_length(length):
+    if length < 126:
+        return bytes([length])
+    if length < 65536:
+        return bytes([126]) + struct.pack(">H", length)
+    return bytes([127]) + struct.pack(">Q", length)
 
 
 class HttpService:
