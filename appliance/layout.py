@@ -82,6 +82,14 @@ def build_url(cfg: Config, build: dict) -> str | None:
     return f"http://{cfg.runtime.public_host}:{build['host_port']}/"
 
 
+def proxy_urls(cfg: Config, project: str, branch: str, build_id: int) -> tuple[str, str] | None:
+    """The build's own address and its branch's, behind the proxy (None without one)."""
+    if not cfg.proxy.base_domain:
+        return None
+    return (https_url(cfg, build_host(cfg, project, branch, build_id)),
+            https_url(cfg, branch_host(cfg, project, branch)))
+
+
 def branch_url(cfg: Config, project: str, branch: str) -> str | None:
     """The address that follows a branch's latest running build (proxy only)."""
     if not cfg.proxy.base_domain:

@@ -68,6 +68,9 @@ def received(conn, cfg: Config, project: dict, user: dict, updates_text: str) ->
                                      user_id=user["id"])
         lines.append(f"{branch['name']} ({branch['stage']}): build #{build['id']} queued: "
                      f"{layout.build_page(cfg, build['id'])}")
+        names = layout.proxy_urls(cfg, project["name"], branch["name"], build["id"])
+        if names:
+            lines.append(f"  it will answer at {names[0]} and {names[1]}")
         log.info("push to %s/%s by %s: build %s queued", project["name"], branch["name"],
                  user["name"], build["id"])
     return lines

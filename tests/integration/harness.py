@@ -237,7 +237,9 @@ class ShopWork:
         git(self.folder, "commit", "-q", "--allow-empty", "-m", message or revision)
 
     def push(self, branch: str = "main") -> dict:
-        _, ids = push(self.folder, self.app.remote("shop", "admin", self.app.token), branch)
+        result, ids = push(self.folder, self.app.remote("shop", "admin", self.app.token),
+                           branch)
+        self.pushed = result.stderr  # what git printed of the appliance's answer
         assert len(ids) == 1
         return self.app.wait_build(ids[0], timeout=240)
 

@@ -18,6 +18,9 @@ import ssl
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import pytest
 
@@ -132,7 +135,9 @@ def test_a_pushed_build_answers_at_its_own_name_and_its_branch_s_over_https(app,
         status, _, body = wait_for(lambda: (r := get(caddy, host, "/web/login"))[0] == 200
                                    and r) or get(caddy, host, "/web/login")
         assert status == 200, body
-    # The address shown on its pages is that name.
+    # The push said where it would answer, and its pages show that name.
+    assert f"it will answer at https://{build_name}:{caddy.https_port}/ and " \
+           f"https://{branch_name}:{caddy.https_port}/" in app.work.pushed
     assert layout.build_url(app.config, {**app.build, "project": "shop", "branch": "main"}) \
         == f"https://{build_name}:{caddy.https_port}/"
 
@@ -145,6 +150,23 @@ def test_the_ui_answers_at_the_base_domain_and_keeps_the_proxy_s_paths_to_itself
     assert status == 404
     status, _, _ = get(caddy, DOMAIN, f"/_proxy/stopped/{app.build['id']}")
     assert status == 404
+
+
+def test_the_on_demand_certificate_question_is_yes_only_for_names_the_appliance_serves(app):
+    build_name, branch_name = names(app, app.build)
+
+    def ask(domain: str) -> int:
+        url = f"{app.url}/_proxy/ask?domain={urllib.parse.quote(domain)}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert ask(build_name) == ask(branch_name) == ask(DOMAIN) == 200
+    assert ask(build_name.upper() + ".") == 200
+    for other in (f"nothing.shop.{DOMAIN}", "example.com", f"main-999.shop.{DOMAIN}", ""):
+        assert ask(other) == 404, other
 
 
 def test_a_name_the_appliance_does_not_serve_gets_no_certificate(app, caddy):
