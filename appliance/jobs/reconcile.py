@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from appliance import layout
-from appliance.jobs import snapshot
+from appliance.jobs import production_restore, restores, snapshot
 from appliance.store import builds as builds_store
 from appliance.store import projects as projects_store
 from appliance.store.states import BuildState
@@ -96,11 +96,12 @@ def _remove_orphans(svc, report: dict) -> None:
 def _recover_production(svc, build: dict, report: dict) -> None:
     """A production deploy cut short is not started over: its snapshot (if the snapshot
     step finished) is put back, the build fails, and the last good revision is started
-    again."""
+    again. A restore or an import cut short also leaves no side database or folder, and
+    none of its data in a production that had no database before it."""
     with svc.db.transaction() as conn:
         project = projects_store.project_by_id(conn, build["project_id"])
-        taken = any(step["name"] == "snapshot" and step["state"] == "done"
-                    for step in builds_store.steps(conn, build["id"]))
+        steps = {step["name"]: step["state"] for step in builds_store.steps(conn, build["id"])}
+    taken = steps.get("snapshot") == "done"
     snap = layout.production_snapshot(svc.config, project["name"], build["id"])
     if build["deploy"] == "first":  # nothing was live yet: no half-installed production
         svc.postgres.drop_database(snap.live_database)
@@ -108,6 +109,8 @@ def _recover_production(svc, build: dict, report: dict) -> None:
         snapshot.restore(svc, snap, build, "the appliance restarted during the deploy")
     else:  # cut short before the update: production untouched, a half-made copy goes
         snapshot.discard(svc, snap)
+    if build.get("source"):
+        _undo_restore(svc, project, build, snap, steps, taken)
     with svc.db.transaction() as conn:
         builds_store.skip_pending_steps(conn, build["id"])
         builds_store.set_state(conn, build["id"], BuildState.FAILED, result="failure",
@@ -117,3 +120,16 @@ def _recover_production(svc, build: dict, report: dict) -> None:
         if last_good is not None:
             builds_store.request_task(conn, "start_server", last_good["id"])
     report["failed"].append(build["id"])
+
+
+def _undo_restore(svc, project: dict, build: dict, snap, steps: dict, taken: bool) -> None:
+    """What a restore or an import cut short leaves goes: its side database and folder,
+    the uploaded file it was to remove, and, when production had no database before it
+    (its safety backup skipped) and the swap began, the half-restored live database and
+    filestore, as a failed first deploy leaves none."""
+    production_restore.discard_side(svc, production_restore.side(svc.config, project,
+                                                                 build["id"]))
+    restores.release_source(build)
+    had_none = steps.get("backup") == "skipped"
+    if had_none and not taken and steps.get("swap") in ("running", "done", "failed"):
+        production_restore.undo_first(svc, snap)
