@@ -5,7 +5,9 @@ with O_EXCL and opened with O_NOFOLLOW: only the daemon writes there, and nothin
 followed. A piece is written at the offset the store says has arrived, under the row's
 lock, so two pieces never interleave; a piece cut short is forgotten (the next one
 truncates what it left). When the last byte is in, the file's sha256 is computed (and
-compared with the one announced, if any). An upload left alone for [backup]
+compared with the one announced, if any). An upload is refused at its start when the
+disk could not take it, less a margin, besides what the unfinished uploads still bring
+(`check_room`). An upload left alone for [backup]
 upload_expiry_hours is removed by the scheduler (`prune_abandoned`).
 """
 
@@ -27,6 +29,12 @@ from appliance.store import uploads as uploads_store
 log = logging.getLogger(__name__)
 
 DATA = "data"
+# Free space an upload never takes: the database, builds and backups live on this disk
+# too, and a load into a side database needs room of its own.
+ROOM_MARGIN_BYTES = 1024 * 1024 * 1024
+# A fixed key for pg_advisory_xact_lock: two uploads starting at once count the room one
+# after the other.
+ROOM_LOCK = 0x0DD0F1EE
 # Bytes read from a request or a download at a time.
 BLOCK = 1024 * 1024
 # How long a download from a URL may wait for the server: to connect, then between reads.
@@ -45,6 +53,11 @@ class UploadTooLarge(UserError):
     """More bytes than allowed or than announced (HTTP 413); nothing changed."""
 
 
+class UploadNoRoom(UserError):
+    """The disk cannot take the file besides the uploads under way (HTTP 507); nothing
+    changed."""
+
+
 def uploads_dir(cfg) -> Path:
     return cfg.paths.data_dir / "uploads"
 
@@ -60,6 +73,30 @@ def check_size(cfg, size: int) -> None:
     if size > most:
         raise UploadTooLarge(f"the file is {size} bytes; the most this appliance takes is "
                              f"{most} bytes ([backup] upload_max_bytes)")
+
+
+def free_bytes(cfg) -> int:
+    """Free space on the uploads folder's filesystem (the data dir's, before any upload)."""
+    probe = uploads_dir(cfg)
+    while not probe.exists():
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def check_room(svc, conn, size: int) -> None:
+    """Refuse (UploadNoRoom) a file of `size` bytes that would not fit in the free space,
+    less ROOM_MARGIN_BYTES, besides the bytes still to come of the unfinished uploads.
+    Holds, to the end of `conn`'s transaction, the lock under which uploads are counted."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (ROOM_LOCK,))
+    promised = uploads_store.bytes_to_come(conn)
+    free = free_bytes(svc.config)
+    if size + promised > free - ROOM_MARGIN_BYTES:
+        mb = 1024 * 1024
+        raise UploadNoRoom(
+            f"not enough free disk for this file: it is {size // mb} MB, uploads under way "
+            f"will still bring {promised // mb} MB, and {free // mb} MB are free, of which "
+            f"{ROOM_MARGIN_BYTES // mb} MB are kept for the appliance; free some space or "
+            "wait for the other uploads to be imported")
 
 
 def _make_folder(cfg, upload_id: str) -> Path:
@@ -95,10 +132,12 @@ def _open_data(cfg, upload_id: str, flags: int) -> int:
 
 def begin(svc, project: dict, user: dict | None, name: str, size: int,
           sha256: str | None = None) -> dict:
-    """A new upload of `size` bytes; refused (UploadTooLarge) past the configured cap."""
+    """A new upload of `size` bytes; refused past the configured cap (UploadTooLarge) or
+    when the disk could not take it besides the uploads under way (UploadNoRoom)."""
     check_size(svc.config, size)
     upload_id = uploads_store.new_id()
     with svc.db.transaction() as conn:
+        check_room(svc, conn, size)
         row = uploads_store.create(conn, project=project, user=user, name=name, size=size,
                                    sha256=sha256, upload_id=upload_id)
         _make_folder(svc.config, upload_id)
@@ -184,6 +223,8 @@ def fetch_url(svc, project: dict, url: str) -> dict:
                 raise UserError(f"{url} answered {response.status_code} {response.reason}")
             announced = int(response.headers.get("Content-Length") or 0)
             check_size(svc.config, announced)
+            with svc.db.transaction() as conn:
+                check_room(svc, conn, announced)
             size, digest = _save(svc.config, upload_id, response.iter_content(BLOCK))
         name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "download"
         with svc.db.transaction() as conn:

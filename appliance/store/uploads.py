@@ -69,6 +69,12 @@ def received(conn, upload_id: str, received: int) -> dict:
            WHERE id = %s RETURNING *""", (received, received, upload_id)).fetchone()
 
 
+def bytes_to_come(conn) -> int:
+    """The bytes the unfinished uploads of every project have announced and not sent."""
+    return conn.execute("SELECT coalesce(sum(size - received), 0)::bigint AS n FROM uploads "
+                        "WHERE state = 'receiving'").fetchone()["n"]
+
+
 def imported(conn, upload_id: str, build_id: int) -> None:
     conn.execute("UPDATE uploads SET state = 'imported', build_id = %s, updated_at = now() "
                  "WHERE id = %s", (build_id, upload_id))

@@ -5,6 +5,7 @@ static/uploads.js; the files are handled by jobs/uploads.py):
     GET  /projects/<name>/uploads/<id>       how many bytes have arrived
     POST /projects/<name>/uploads/<id>/chunks?offset=N   the next piece as the body:
          409 when N is not what has arrived (nothing changes), 413 past the size
+         (507 at the start when the disk cannot take the file besides other uploads)
     POST /projects/<name>/uploads/<id>/import   {branch}: the import is queued, the
          answer names its build's page (303 to it for a plain form)
 
@@ -34,6 +35,7 @@ blueprint = Blueprint("uploads", __name__)
 def refused(exc: UserError):
     status = (409 if isinstance(exc, upload_jobs.UploadConflict) else
               413 if isinstance(exc, upload_jobs.UploadTooLarge) else
+              507 if isinstance(exc, upload_jobs.UploadNoRoom) else
               404 if isinstance(exc, NotFound) else
               403 if isinstance(exc, PermissionDenied) else 400)
     body = {"error": "Nothing here, or nothing you may see." if status == 404 else str(exc)}
