@@ -11,6 +11,8 @@ are under /backups/<id>. A development branch has no tab: its URL is a 404.
 from __future__ import annotations
 
 import logging
+import re
+import urllib.parse
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 
@@ -32,6 +34,8 @@ STAGES = ("production", "staging")
 # While a backup is queued or running, the list asks again this often (seconds).
 POLL_SECONDS = 2
 FORMATS = {"zip": ("application/zip", "zip"), "dump": ("application/octet-stream", "dump")}
+# What a download's plain filename keeps as it is (anything else becomes "_").
+UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def tab_page(name: str, branch: str) -> str:
@@ -162,8 +166,17 @@ def download(backup_id: int):
     filename = (f"{project['name']}-{row['branch'] or 'backup'}-"
                 f"{row['started_at']:%Y%m%d-%H%M}-{backup_id}.{extension}").replace("/", "_")
     return Response(_guarded(backup_id, first, stream), mimetype=mimetype, headers={
-        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Content-Disposition": attachment(filename),
         "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+
+def attachment(filename: str) -> str:
+    """Content-Disposition of a download named `filename` (from a branch name, which may
+    hold quotes, semicolons or any Unicode): a plain ASCII name for old clients, and the
+    exact name in RFC 5987's filename*, which browsers prefer."""
+    plain = UNSAFE_IN_FILENAME.sub("_", filename)
+    return (f'attachment; filename="{plain}"; '
+            f"filename*=UTF-8''{urllib.parse.quote(filename, safe='')}")
 
 
 def _guarded(backup_id: int, first: bytes, stream):
