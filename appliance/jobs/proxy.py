@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from appliance.jobs import proxy_config
 from appliance.runtime.caddy import Caddy, ProxyError
+from appliance.store import domains as domains_store
 from appliance.store import routes as routes_store
 
 log = logging.getLogger(__name__)
@@ -47,18 +48,25 @@ def enabled(svc) -> bool:
     return bool(svc.config.proxy.base_domain)
 
 
+# One per Caddy this process drives: the pipelines' and the web's services share it.
+_states: dict[str, ProxyState] = {}
+_states_lock = threading.Lock()
+
+
 def _state(svc) -> ProxyState:
-    state = svc.extra.get("proxy")
-    if state is None:
-        state = svc.extra.setdefault("proxy", ProxyState(Caddy(svc.config.proxy.admin)))
-    return state
+    admin = svc.config.proxy.admin
+    with _states_lock:
+        if admin not in _states:
+            _states[admin] = ProxyState(Caddy(admin))
+        return _states[admin]
 
 
 def desired(svc, leaving: frozenset = frozenset()) -> tuple[list, dict]:
     """The routes and Caddy's document for the store as it is now."""
     with svc.db.transaction() as conn:
         builds = routes_store.routed_builds(conn)
-    routes = proxy_config.plan_routes(svc.config, builds, leaving)
+        domains = domains_store.all_domains(conn)
+    routes = proxy_config.plan_routes(svc.config, builds, leaving, domains)
     settings = proxy_config.Settings.from_config(svc.config)
     return routes, proxy_config.caddy_config(settings, routes)
 
@@ -129,5 +137,6 @@ def serves(cfg, db, host: str) -> bool:
         return False
     with db.transaction() as conn:
         builds = routes_store.routed_builds(conn)
-    names = proxy_config.hosts(proxy_config.plan_routes(cfg, builds))
+        domains = domains_store.all_domains(conn)
+    names = proxy_config.hosts(proxy_config.plan_routes(cfg, builds, domains=domains))
     return host.lower().rstrip(".") in names

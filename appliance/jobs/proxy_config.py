@@ -16,9 +16,10 @@ would be the one process that bridges them all.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from appliance import layout
 from appliance.config import Config
@@ -54,6 +55,7 @@ class Route:
     build_id: int | None = None
     label: str = ""             # for people: "acme/main"
     watched: bool = False       # each request passes the daemon first (use, access)
+    target: str = ""            # "redirect": the name it sends visitors to
 
 
 @dataclass(frozen=True)
@@ -88,16 +90,38 @@ def _loopback(interface: str) -> str:
 
 # -- which name answers what --------------------------------------------------------------
 
-def plan_routes(cfg: Config, builds: list[dict], leaving: frozenset = frozenset()) -> list[Route]:
+def plan_routes(cfg: Config, builds: list[dict], leaving: frozenset = frozenset(),
+                domains: list[dict] = ()) -> list[Route]:
     """Routes for the builds the store lists (store.routes.routed_builds), the ones in
-    `leaving` counted as stopped already (their server is about to go)."""
+    `leaving` counted as stopped already (their server is about to go), and for the
+    branches' custom domains (store.domains.all_domains): the primary answers as the
+    branch's own name does, the others redirect to it."""
     settings = Settings.from_config(cfg)
     routes = [Route(settings.base_domain, "ui", settings.daemon, label="the appliance")]
     by_branch: dict[int, list[dict]] = {}
     for build in builds:
         by_branch.setdefault(build["branch_id"], []).append(build)
-    for branch_builds in by_branch.values():
-        routes.extend(_branch_routes(cfg, settings, branch_builds, leaving))
+    named: dict[int, list[dict]] = {}
+    for domain in domains:
+        named.setdefault(domain["branch_id"], []).append(domain)
+    for branch_id, branch_builds in by_branch.items():
+        own = _branch_routes(cfg, settings, branch_builds, leaving)
+        routes.extend(own)
+        routes.extend(_domain_routes(own[-1] if own else None, named.get(branch_id, [])))
+    return routes
+
+
+def _domain_routes(branch_route: Route | None, domains: list[dict]) -> list[Route]:
+    primary = next((d["name"] for d in domains if d["is_primary"]), None)
+    if branch_route is None or primary is None:
+        return []
+    routes = []
+    for domain in domains:
+        if domain["name"] == primary:
+            routes.append(dataclasses.replace(branch_route, host=primary))
+        else:
+            routes.append(Route(domain["name"], "redirect", target=primary,
+                                label=branch_route.label))
     return routes
 
 
@@ -153,9 +177,11 @@ def caddy_config(settings: Settings, routes: list[Route]) -> dict:
         "routes": [_route(settings, route) for route in routes] + [_not_found()],
     }
     if settings.tls == "files":
-        server["tls_connection_policies"] = [
-            {"certificate_selection": {"any_tag": [SERVER_NAME]}}]
-        server["automatic_https"] = {"disable_certificates": True}
+        # The certificate given covers the appliance's own names (Caddy picks it by the
+        # name asked for); custom domains, which it cannot cover, get theirs from Let's
+        # Encrypt as Caddy does by itself.
+        own = [r.host for r in routes if _is_own(settings, r.host)]
+        server["automatic_https"] = {"skip_certificates": own}
     document = {
         "admin": {"listen": settings.admin},
         "apps": {"http": {"http_port": settings.http_port, "https_port": settings.https_port,
@@ -194,6 +220,10 @@ def _route(settings: Settings, route: Route) -> dict:
                                         "Cache-Control": ["no-store"]}}},
                   _static(503, MAINTENANCE_HTML.format(retry=settings.retry_after,
                                                        what=_html(route.label)))]
+    elif route.action == "redirect":  # another domain of the branch: to its primary
+        port = "" if settings.https_port == 443 else f":{settings.https_port}"
+        handle = [{"handler": "static_response", "status_code": 308, "headers": {
+            "Location": [f"https://{route.target}{port}{{http.request.uri}}"]}}]
     elif route.action in ("stopped", "asleep"):
         where = "wake" if route.action == "asleep" else "stopped"
         forward = _proxy(route.upstream)
@@ -250,11 +280,19 @@ def _not_found() -> dict:
     return {"handle": [_static(404, NOT_FOUND_HTML)], "terminal": True}
 
 
+def _is_own(settings: Settings, host: str) -> bool:
+    return host == settings.base_domain or host.endswith("." + settings.base_domain)
+
+
 def _tls(settings: Settings, hosts: list[str]) -> dict:
     if settings.tls == "files":
-        return {"certificates": {"load_files": [
+        tls = {"certificates": {"load_files": [
             {"certificate": settings.certificate_path, "key": settings.key_path,
              "tags": [SERVER_NAME]}]}}
+        if settings.acme_email:
+            tls["automation"] = {"policies": [{"issuers": [
+                {"module": "acme", "email": settings.acme_email}]}]}
+        return tls
     if settings.tls == "internal":
         return {"automation": {"policies": [
             {"subjects": sorted(set(hosts)), "issuers": [{"module": "internal"}]}]}}

@@ -91,3 +91,30 @@ def _message(body: bytes) -> str:
         return json.loads(text).get("error", text)
     except (ValueError, AttributeError):
         return text[:500] or "(no message)"
+
+
+def served_certificate(port: int, name: str, timeout: float = 3.0) -> str:
+    """What Caddy presents for `name` on 127.0.0.1:port: "valid until <date> (<issuer>)",
+    or why there is none yet. Read with openssl, trusting nothing: this is a report."""
+    import ssl
+    import subprocess
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+            with context.wrap_socket(raw, server_hostname=name) as conn:
+                der = conn.getpeercert(binary_form=True)
+    except (OSError, ssl.SSLError) as exc:
+        return f"none yet ({exc.__class__.__name__})"
+    out = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-enddate",
+                          "-issuer", "-ext", "subjectAltName"], input=der,
+                         capture_output=True, timeout=timeout)
+    text = out.stdout.decode(errors="replace")
+    if out.returncode != 0:
+        return "unreadable certificate"
+    covered = f"DNS:{name}" in text or f"DNS:*.{name.split('.', 1)[-1]}" in text
+    until = text.split("notAfter=", 1)[-1].splitlines()[0].strip()
+    issuer = text.split("issuer=", 1)[-1].splitlines()[0].strip()
+    if not covered:
+        return f"a certificate that does not name {name} (issuer {issuer})"
+    return f"valid until {until} ({issuer})"

@@ -28,6 +28,7 @@ from appliance import layout
 from appliance.jobs import containers
 from appliance.jobs.proxy_config import ACCESS_COOKIE
 from appliance.store import builds as builds_store
+from appliance.store import domains as domains_store
 from appliance.store import projects as projects_store
 from appliance.store import users as users_store
 from appliance.web import build_access
@@ -266,16 +267,18 @@ def test_an_idle_development_build_sleeps_and_a_visit_wakes_it_and_is_served(app
     assert woken["state"] == "running" and not woken["asleep"]
 
 
-def test_a_visit_keeps_a_development_build_awake_and_production_never_sleeps(app, caddy):
+def test_a_visit_is_noted_as_a_use_of_the_build_and_production_never_sleeps(app, caddy):
     app.work.commit("v1", "another development branch")
     build = app.work.push("keepawake")
     assert build["state"] == "running", build["reason"]
     host = layout.build_host(app.config, "shop", "keepawake", build["id"])
-    age(app, build["id"], 5)
-    age(app, app.build["id"], 600)  # production, idle for ten hours
-    assert visit(caddy, host, "/web/login")[0] == 200  # the visit is noted...
-    time.sleep(3)  # ...and several sleep checks pass
-    assert state_of(app, build["id"])["state"] == "running"
+    before = state_of(app, build["id"])["last_used_at"]
+    time.sleep(1)
+    assert visit(caddy, host, "/web/login")[0] == 200
+    # The sleep checks write the visit down: the build was used just now.
+    assert wait_for(lambda: state_of(app, build["id"])["last_used_at"] > before, timeout=10)
+    age(app, app.build["id"], 600)  # production, unused for ten hours
+    time.sleep(3)  # several sleep checks pass
     assert state_of(app, app.build["id"])["state"] == "running"
 
 
@@ -373,6 +376,25 @@ def test_odoo_s_websocket_connects_through_the_proxy_without_the_access_cookie(a
     assert answer["echo"] == '{"event_name": "subscribe"}'
     assert answer["forwarded_proto"] == "https" and answer["forwarded_host"].startswith(host)
     assert "keep=1" in answer["cookie"] and ACCESS_COOKIE not in answer["cookie"]
+
+
+def test_production_answers_at_its_custom_domains_and_the_others_redirect_to_the_primary(
+        app, caddy):
+    with app.db.transaction() as conn:
+        project = projects_store.get_project(conn, "shop")
+        main = projects_store.get_branch(conn, project, "main")
+        domains_store.add(conn, project, main, "shop.example.test", DOMAIN)
+        domains_store.add(conn, project, main, "example.test", DOMAIN)
+    status, _, body = wait_for(
+        lambda: (r := visit(caddy, "shop.example.test", "/web/login"))[0] == 200 and r,
+        timeout=10) or visit(caddy, "shop.example.test", "/web/login")
+    assert status == 200, body[:300]
+    status, headers, _ = visit(caddy, "example.test", "/web/login?x=1")
+    assert status == 308
+    assert headers["location"] == f"https://shop.example.test:{caddy.https_port}/web/login?x=1"
+    with app.db.transaction() as conn:
+        domains_store.remove(conn, project, "example.test")
+    assert wait_for(lambda: get(caddy, "example.test")[0] == 0, timeout=10)
 
 
 def test_a_stopped_build_answers_a_page_that_leads_to_its_build_page(app, caddy):

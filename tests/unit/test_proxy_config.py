@@ -109,10 +109,11 @@ def test_each_tls_mode_gives_caddy_its_certificates():
     assert "main-7.acme.apps.example.com" in policy["subjects"]
 
     files = make_config(tls="files", certificate_path="/etc/c.pem", key_path="/etc/k.pem")
-    doc = proxy_config.caddy_config(proxy_config.Settings.from_config(files), [])
+    doc = proxy_config.caddy_config(proxy_config.Settings.from_config(files),
+                                    proxy_config.plan_routes(files, []))
     assert doc["apps"]["tls"]["certificates"]["load_files"][0]["certificate"] == "/etc/c.pem"
     assert doc["apps"]["http"]["servers"]["appliance"]["automatic_https"] == {
-        "disable_certificates": True}
+        "skip_certificates": ["apps.example.com"]}
 
     acme = make_config(tls="acme", acme_email="ops@example.com")
     doc = proxy_config.caddy_config(proxy_config.Settings.from_config(acme), [])
@@ -191,3 +192,48 @@ def test_the_waking_page_only_reloads_a_path_of_the_build_s_own_site(given):
     from appliance.web.proxy import _same_site_path
     assert _same_site_path(given) == "/"
     assert _same_site_path("/web#action=12") == "/web#action=12"
+
+
+def test_a_branch_s_primary_domain_answers_as_its_name_and_the_others_redirect_to_it():
+    cfg = make_config(https_port=8443)
+    domains = [{"branch_id": 1, "name": "shop.example.org", "is_primary": True},
+               {"branch_id": 1, "name": "example.org", "is_primary": False}]
+    routes = by_host(proxy_config.plan_routes(cfg, [build(7, port=18007)], domains=domains))
+    assert routes["shop.example.org"].action == "build"
+    assert routes["shop.example.org"].upstream == "127.0.0.1:18007"
+    assert routes["example.org"].action == "redirect"
+    settings = proxy_config.Settings.from_config(cfg)
+    handle = proxy_config._route(settings, routes["example.org"])["handle"][0]
+    assert handle["status_code"] == 308
+    assert handle["headers"]["Location"] == ["https://shop.example.org:8443{http.request.uri}"]
+    # During a deploy, the domain answers maintenance as the branch's own name does.
+    routes = by_host(proxy_config.plan_routes(cfg, [build(7, port=18007), build(8, "installing")],
+                                              leaving=frozenset({7}), domains=domains))
+    assert routes["shop.example.org"].action == "maintenance"
+    # Certificates: internal signs them; with a file certificate, ACME gets theirs.
+    doc = proxy_config.caddy_config(settings, list(routes.values()))
+    assert "example.org" in doc["apps"]["tls"]["automation"]["policies"][0]["subjects"]
+    files = make_config(tls="files", certificate_path="/c", key_path="/k")
+    doc = proxy_config.caddy_config(proxy_config.Settings.from_config(files),
+                                    proxy_config.plan_routes(files, [build(7)],
+                                                             domains=domains))
+    skipped = doc["apps"]["http"]["servers"]["appliance"]["automatic_https"]["skip_certificates"]
+    assert "main-7.acme.apps.example.com" in skipped and "shop.example.org" not in skipped
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("", "1 to 253"), ("localhost", "not a domain"), ("10.0.0.1", "address"),
+    ("shop..example.com", "not a domain"), ("-shop.example.com", "not a domain"),
+    ("shop.example.123", "not a domain"), ("x.apps.example.com", "own domain"),
+    ("apps.example.com", "own domain"), ("shop_1.example.com", "not a domain")])
+def test_a_bad_custom_domain_is_refused_with_the_reason(name, reason):
+    from appliance.errors import UserError
+    from appliance.store.domains import check_name
+    with pytest.raises(UserError, match=reason):
+        check_name(name, "apps.example.com")
+
+
+def test_a_custom_domain_is_kept_lowercase_without_its_final_dot_and_apex_is_allowed():
+    from appliance.store.domains import check_name
+    assert check_name("Shop.Example.COM.", "apps.example.com") == "shop.example.com"
+    assert check_name("example.com", "apps.example.com") == "example.com"
