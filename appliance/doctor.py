@@ -79,7 +79,30 @@ def run(config_path: str | None) -> list[Check]:
     checks += [daemon_user(cfg), free_disk(cfg), unit()]
     checks += odoo_sources(cfg)
     checks += backup_checks(cfg)
+    checks.append(proxy_check(cfg))
     return checks
+
+
+def proxy_check(cfg) -> Check:
+    """Caddy answers on its admin API and runs the appliance's routes."""
+    from appliance.jobs.proxy_config import SERVER_NAME
+    from appliance.runtime.caddy import Caddy, ProxyError
+    if not cfg.proxy.base_domain:
+        return Check("proxy", "ok", "none configured: builds answer on loopback ports only")
+    try:
+        running = Caddy(cfg.proxy.admin, timeout=ANSWER_SECONDS).config() or {}
+    except ProxyError as exc:
+        return Check("proxy", "fail", str(exc),
+                     "systemctl enable --now caddy-api (and disable the caddy unit)")
+    servers = running.get("apps", {}).get("http", {}).get("servers", {})
+    if SERVER_NAME not in servers:
+        return Check("proxy", "warn", f"Caddy at {cfg.proxy.admin} runs no routes of the "
+                     "appliance yet", "start the appliance: it loads them within "
+                     f"{cfg.proxy.check_seconds:g} s")
+    names = sum(len(route.get("match", [{}])[0].get("host", []))
+                for route in servers[SERVER_NAME].get("routes", []))
+    return Check("proxy", "ok", f"Caddy serves {names} name(s) under "
+                 f"{cfg.proxy.base_domain} ({cfg.proxy.tls} certificates)")
 
 
 def state_database(cfg) -> Check:

@@ -170,6 +170,18 @@ def test_the_on_demand_certificate_question_is_yes_only_for_names_the_appliance_
         assert ask(other) == 404, other
 
 
+def test_doctor_says_caddy_serves_the_appliance_s_names_or_that_it_cannot_be_reached(
+        app, caddy):
+    from appliance import doctor
+    cfg = dataclasses.replace(app.config)
+    cfg.proxy = dataclasses.replace(app.config.proxy, admin=caddy.admin)
+    check = doctor.proxy_check(cfg)
+    assert check.status == "ok" and f"under {DOMAIN}" in check.detail, check
+    cfg.proxy = dataclasses.replace(cfg.proxy, admin="127.0.0.1:9")
+    check = doctor.proxy_check(cfg)
+    assert check.status == "fail" and "caddy-api" in check.fix
+
+
 def test_a_name_the_appliance_does_not_serve_gets_no_certificate(app, caddy):
     status, _, error = get(caddy, f"nothing.shop.{DOMAIN}")
     assert status == 0 and ("SSL" in error.upper() or "alert" in error), error
