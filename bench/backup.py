@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import psycopg
-from copydata import ROLE, ROOT, arguments, bench_data, sync
+from copydata import ROLE, ROLE_PASSWORD, ROOT, arguments, bench_data, sync
 from psycopg import sql
 
 from appliance import config as config_mod
@@ -79,6 +79,11 @@ def production(svc: Services, database: str, data_dir: Path) -> dict:
     """A project whose production serves `database` with Odoo's data dir `data_dir`."""
     with svc.db.transaction() as conn:
         project = projects_store.create_project(conn, "bench-backup", "18.0", "appl_bench_")
+        # The bench's databases are owned by its role: the project's role is that one (the
+        # appliance works in a project's databases as their owner only).
+        project = conn.execute("UPDATE projects SET db_role = %s, db_password = %s "
+                               "WHERE id = %s RETURNING *",
+                               (ROLE, ROLE_PASSWORD, project["id"])).fetchone()
         branch, _ = projects_store.ensure_branch(conn, project, "main")
         build = builds_store.enqueue(conn, project=project, branch=branch, commit="0" * 40)
         conn.execute("UPDATE builds SET state = 'running', database = %s, data_dir = %s "

@@ -29,6 +29,8 @@ from appliance.runtime import filestore  # noqa: E402
 from appliance.runtime.postgres import Postgres  # noqa: E402
 
 ROLE = "appl_bench"
+# The bench role's password (a scratch role on this machine's cluster).
+ROLE_PASSWORD = "bench-password"
 SOURCE = "appl_bench_source"
 # Rows added per round while the database grows to its size: about 60 MB a round (a
 # small database grows by about 1/16 of its size a round).
@@ -154,22 +156,21 @@ def postgres(config: Path) -> Postgres:
     """The appliance's Postgres adapter, as the config says; its role must be able to
     create roles and databases."""
     pg = Postgres(config_mod.load(config).database)
-    pg.ensure_role(ROLE, "bench-password")
+    pg.ensure_role(ROLE, ROLE_PASSWORD)
     return pg
 
 
 def ensure_database(pg: Postgres, name: str, megabytes: int) -> None:
     """The source database, grown to about `megabytes` and vacuumed; kept when present."""
     if pg.exists(name) and abs(pg.database_size(name) / 2**20 - megabytes) < 0.1 * megabytes:
-        with pg._connect_to(name) as conn:
+        with pg.owner_connection(name) as conn:
             if conn.execute("SELECT to_regclass('ir_cron')").fetchone()[0]:
                 return
     print(f"making a {megabytes} MB database...", flush=True)
     pg.drop_database(name)
     pg.create_database(name, ROLE)
     rows = min(CHUNK_ROWS, max(100, megabytes * CHUNK_ROWS // 1024))
-    with pg._connect_to(name) as conn:
-        conn.execute(f'SET ROLE "{ROLE}"')
+    with pg.owner_connection(name) as conn:
         conn.execute(SCHEMA)
         seed = 0
         while pg.database_size(name) < megabytes * 2**20:
@@ -200,8 +201,7 @@ def ensure_filestore(folder: Path, megabytes: int) -> Path:
 
 def neutralize(pg: Postgres, database: str) -> None:
     """The SQL part of neutralizing a copy: mail servers and crons off."""
-    with pg._connect_to(database) as conn:
-        conn.execute(f'SET ROLE "{ROLE}"')
+    with pg.owner_connection(database) as conn:
         conn.execute(NEUTRALIZE_SQL.read_text())
 
 
@@ -209,9 +209,8 @@ def neutralize(pg: Postgres, database: str) -> None:
 def in_use(pg: Postgres, source: str):
     """The source as production leaves it while serving: a session of the project role
     with a write not yet committed."""
-    with pg._connect_to(source) as conn:
+    with pg.owner_connection(source) as conn:
         conn.autocommit = False
-        conn.execute(f'SET ROLE "{ROLE}"')
         conn.execute("UPDATE res_partner SET comment = 'being edited' WHERE id = 1")
         yield
         conn.rollback()

@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from appliance import layout  # noqa: E402
 from appliance.jobs import containers  # noqa: E402
+from appliance.store import projects as projects_store  # noqa: E402
 from tests.caddy_server import CaddyUnderTest  # noqa: E402
 from tests.integration.harness import Appliance, ShopWork  # noqa: E402
 
@@ -197,7 +198,9 @@ def main() -> None:
         try:
             app.start()
             app.token = app.make_user("admin")
-            app.make_project("shop")
+            project = app.make_project("shop")
+            with app.db.transaction() as conn:  # its builds open without signing in
+                projects_store.set_public_access(conn, project, True)
             work = ShopWork(app, folder / "work")
             work.commit("v1")
             production = work.push("main")
