@@ -6,6 +6,7 @@ stand-in Odoo on the real Docker engine and the host's PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from appliance import config as config_mod
 from appliance.services import Services
@@ -216,6 +218,31 @@ class Appliance:
     def steps(self, build_id: int) -> list[dict]:
         with self.db.transaction() as conn:
             return builds_store.steps(conn, build_id)
+
+
+@contextlib.contextmanager
+def production_appliance(folder: Path, name: str, project: str, *, env: dict | None = None,
+                         files: dict | None = None, timeout: float = 300):
+    """A daemon with an admin (its git token in `.token`) and `project`, whose production
+    runs tests/addons/stages/v1 (plus `files`) as `.build`; `env` is set for the daemon,
+    whose own daily backups are off (they would run beside the tests' own)."""
+    appliance = Appliance(folder, name)
+    patch = pytest.MonkeyPatch()
+    for key, value in {"APPLIANCE_BACKUP_DAILY": "false", **(env or {})}.items():
+        patch.setenv(key, value)
+    try:
+        appliance.start()
+        appliance.token = appliance.make_user("admin")
+        appliance.make_project(project)
+        repo = make_repo(folder / "work", "stages/v1", files=files)
+        _, (build_id,) = push(repo, appliance.remote(project, "admin", appliance.token), "main")
+        build = appliance.wait_build(build_id, timeout=timeout)
+        assert build["state"] == "running", build["reason"]
+        appliance.build = build
+        yield appliance
+    finally:
+        appliance.close()
+        patch.undo()
 
 
 class ShopWork:

@@ -30,7 +30,7 @@ from appliance.store import backups as backups_store
 from appliance.store import builds as builds_store
 from appliance.store import projects as projects_store
 from tests.conftest import ROOT, admin_conninfo, db_password
-from tests.integration.harness import Appliance, make_repo, odoo_shell, push, sql
+from tests.integration.harness import odoo_shell, production_appliance, sql
 
 pytestmark = pytest.mark.docker
 
@@ -43,24 +43,9 @@ MiB = 1 << 20
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("backup")
-    appliance = Appliance(folder, "backup")
-    patch = pytest.MonkeyPatch()
-    # The daemon's own hourly job would back production up beside the tests' backups.
-    patch.setenv("APPLIANCE_BACKUP_DAILY", "false")
-    try:
-        appliance.start()
-        token = appliance.make_user("admin")
-        appliance.make_project(PROJECT)
-        repo = make_repo(folder / "work", "stages/v1")
-        _, (build_id,) = push(repo, appliance.remote(PROJECT, "admin", token), "main")
-        build = appliance.wait_build(build_id, timeout=300)
-        assert build["state"] == "running", build["reason"]
-        appliance.build = build
+    with production_appliance(tmp_path_factory.mktemp("backup"), "backup",
+                              PROJECT) as appliance:
         yield appliance
-    finally:
-        appliance.close()
-        patch.undo()
 
 
 def project(app) -> dict:

@@ -23,7 +23,7 @@ from appliance.jobs import backup, backup_export
 from appliance.jobs.dump_import import UploadLoader
 from appliance.store import projects as projects_store
 from tests.host import STUB_ODOO, db_password, run_prefix
-from tests.integration.harness import Appliance, make_repo, odoo_shell, push, sql
+from tests.integration.harness import odoo_shell, production_appliance, sql
 
 pytestmark = pytest.mark.docker
 
@@ -38,24 +38,12 @@ BUSINESS = {"shop_order": "SELECT name, amount FROM shop_order ORDER BY name, am
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("export")
-    appliance = Appliance(folder, "export")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("APPLIANCE_BACKUP_DAILY", "false")
-    try:
-        appliance.start()
-        token = appliance.make_user("admin")
-        appliance.make_project(PROJECT)
-        repo = make_repo(folder / "work", "stages/v1", files={"apt.txt": "postgresql-client\n"})
-        _, (build_id,) = push(repo, appliance.remote(PROJECT, "admin", token), "main")
-        build = appliance.wait_build(build_id, timeout=600)
-        assert build["state"] == "running", build["reason"]
-        appliance.build = build
+    # The small test image has no pg_dump: the stand-in's `db dump` needs one.
+    with production_appliance(tmp_path_factory.mktemp("export"), "export", PROJECT,
+                              files={"apt.txt": "postgresql-client\n"},
+                              timeout=600) as appliance:
         _fill(appliance)
         yield appliance
-    finally:
-        appliance.close()
-        patch.undo()
 
 
 def _fill(app) -> None:

@@ -18,7 +18,7 @@ from appliance.store import backup_checks as checks_store
 from appliance.store import backups as backups_store
 from appliance.store import builds as builds_store
 from appliance.store import projects as projects_store
-from tests.integration.harness import Appliance, make_repo, odoo_shell, push
+from tests.integration.harness import odoo_shell, production_appliance
 
 pytestmark = pytest.mark.docker
 
@@ -28,24 +28,9 @@ PROJECT = "vfshop"
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("verify")
-    appliance = Appliance(folder, "verify")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("APPLIANCE_BACKUP_DAILY", "false")  # no backup of the daemon's own
-    patch.setenv("APPLIANCE_BACKUP_VERIFY", "false")
-    try:
-        appliance.start()
-        token = appliance.make_user("admin")
-        appliance.make_project(PROJECT)
-        repo = make_repo(folder / "work", "stages/v1")
-        _, (build_id,) = push(repo, appliance.remote(PROJECT, "admin", token), "main")
-        build = appliance.wait_build(build_id, timeout=300)
-        assert build["state"] == "running", build["reason"]
-        appliance.build = build
+    with production_appliance(tmp_path_factory.mktemp("verify"), "verify", PROJECT,
+                              env={"APPLIANCE_BACKUP_VERIFY": "false"}) as appliance:
         yield appliance
-    finally:
-        appliance.close()
-        patch.undo()
 
 
 def project(app) -> dict:
