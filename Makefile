@@ -63,7 +63,8 @@ test-fast: host venv
 # and the pipelines' long scenarios below, which compose the same library calls.
 # `make test` runs them after the PyPI run; DEBIAN_STACK= (empty) leaves them out.
 DEBIAN_TESTS ?= tests/unit tests/integration tests/security tests/packaging/test_debian_stack.py
-DEBIAN_SKIP  ?= stages backup many_projects stop_drains setup_host
+DEBIAN_SKIP  ?= stages backup many_projects stop_drains setup_host restore backup_copies \
+                backup_verify backup_export
 DEBIAN_PYTEST = APPLIANCE_TEST_STATE=$(abspath $(STATE)) APPLIANCE_TEST_DEBIAN_STACK=1 \
 	  $(DEBIAN_VENV)/bin/python -m pytest -q -ra -p no:cacheprovider \
 	  -m "not browser and not slow" $(DEBIAN_SKIP:%=--ignore=tests/integration/test_%.py) \
