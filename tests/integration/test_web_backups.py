@@ -29,6 +29,7 @@ from appliance.store import backups as backups_store
 from appliance.store import projects as store_projects
 from appliance.store import users as store_users
 from appliance.web.app import create_app
+from tests.client_cookies import get_cookie
 from tests.helpers_web import PASSWORD, csrf, flashes, login, post
 from tests.integration.harness import Appliance, make_repo, odoo_shell, push
 
@@ -337,7 +338,7 @@ def test_a_download_that_fails_midway_cuts_the_connection(app, client_as, branch
     thread.start()
     try:
         client = client_as("member")  # its session cookie, sent to the real server
-        cookie = client.get_cookie("appliance_session").value
+        cookie = get_cookie(client, "appliance_session")
         conn = http.client.HTTPConnection("127.0.0.1", server.effective_port, timeout=10)
         conn.request("GET", f"/backups/{row['id']}/download",
                      headers={"Cookie": f"appliance_session={cookie}"})
