@@ -30,17 +30,18 @@ def names(db, project) -> list[tuple[str, str, bool]]:
 def test_a_project_admin_adds_domains_the_first_is_primary_and_can_change_it(
         client_as, db, branches):
     client = client_as("owner")
-    for name in ("Shop.Example.org.", "example.org"):
+    # .test names never resolve (RFC 2606), wherever the tests run.
+    for name in ("Shop.Example.test.", "example.test"):
         response = post(client, "/projects/acme/domains", domain=name, branch="main")
         assert response.status_code == 303
-    assert names(db, branches) == [("shop.example.org", "main", True),
-                                   ("example.org", "main", False)]
-    post(client, "/projects/acme/domains/example.org/primary")
-    assert ("example.org", "main", True) in names(db, branches)
-    post(client, "/projects/acme/domains/example.org/remove")
-    assert names(db, branches) == [("shop.example.org", "main", True)]
+    assert names(db, branches) == [("shop.example.test", "main", True),
+                                   ("example.test", "main", False)]
+    post(client, "/projects/acme/domains/example.test/primary")
+    assert ("example.test", "main", True) in names(db, branches)
+    post(client, "/projects/acme/domains/example.test/remove")
+    assert names(db, branches) == [("shop.example.test", "main", True)]
     page = client.get("/projects/acme/settings").get_data(as_text=True)
-    assert "shop.example.org" in page and "does not resolve yet" in page
+    assert "shop.example.test" in page and "does not resolve yet" in page
 
 
 @pytest.mark.parametrize("domain, branch, error", [
