@@ -90,13 +90,6 @@ def proxy_urls(cfg: Config, project: str, branch: str, build_id: int) -> tuple[s
             https_url(cfg, branch_host(cfg, project, branch)))
 
 
-def branch_url(cfg: Config, project: str, branch: str) -> str | None:
-    """The address that follows a branch's latest running build (proxy only)."""
-    if not cfg.proxy.base_domain:
-        return None
-    return https_url(cfg, branch_host(cfg, project, branch))
-
-
 def build_page(cfg: Config, build_id: int) -> str:
     return f"{cfg.server.public_url.rstrip('/')}/builds/{int(build_id)}"
 

@@ -25,10 +25,10 @@ import stat
 from pathlib import Path
 
 from appliance.errors import SystemFailure, UserError
-from appliance.jobs import backup
+from appliance.jobs import backup, stages
 from appliance.jobs.loaders import Loaded, Loader
 from appliance.jobs.steps import BuildFailed
-from appliance.runtime import filestore, git
+from appliance.runtime import filestore
 from appliance.store import backups as backups_store
 from appliance.store import builds as builds_store
 from appliance.store import projects as projects_store
@@ -75,20 +75,9 @@ def _request(svc, project: dict, branch_name: str, user: dict | None, loader: Lo
     with svc.db.transaction() as conn:
         _check_target(projects_store.get_branch(conn, project, branch_name))
     loader.check(project["odoo_version"])  # before anything is queued: a clear refusal
-    repo_path = svc.config.paths.repos / f"{project['name']}.git"
     with svc.db.transaction() as conn:
         branch = projects_store.get_branch(conn, project, branch_name)
-        # Two clicks at once must not queue two builds: the branch row is the lock.
-        if builds_store.branch_busy(conn, branch["id"], lock=True):
-            raise UserError(f"{branch_name} is building: wait for it to end")
-        head = git.branch_head(repo_path, branch_name)
-        if head is None:
-            raise UserError(f"{branch_name} has no commit to build")
-        info = git.commit_info(repo_path, head)
-        build = builds_store.enqueue(conn, project=project, branch=branch, commit=info.sha,
-                                     message=info.message, author=info.author,
-                                     user_id=user["id"] if user else None, trigger=trigger,
-                                     source=source)
+        build = stages.queue_head(svc, conn, project, branch, user, trigger, source)
         by = f" by {user['name']}" if user else ""
         builds_store.add_event(
             conn, project_id=project["id"], branch_id=branch["id"], build_id=build["id"],

@@ -98,25 +98,33 @@ def merge(svc, project: dict, source: str, target: str, user: dict | None) -> Me
 def rebuild(svc, project: dict, branch_name: str, user: dict | None,
             trigger: str = "rebuild") -> dict:
     """A new build of the branch's current head; refused while the branch is building."""
-    repo_path = svc.config.paths.repos / f"{project['name']}.git"
     with svc.db.transaction() as conn:
         branch = projects_store.get_branch(conn, project, branch_name)
-        # Two clicks at once must not queue two builds: the branch row is the lock.
-        if builds_store.branch_busy(conn, branch["id"], lock=True):
-            raise UserError(f"{branch_name} is building: wait for it to end")
         if trigger == "refresh" and branch["stage"] != "staging":
             raise UserError("only a staging branch can be refreshed from production")
-        head = git.branch_head(repo_path, branch_name)
-        if head is None:
-            raise UserError(f"{branch_name} has no commit to build")
-        info = git.commit_info(repo_path, head)
-        build = builds_store.enqueue(conn, project=project, branch=branch, commit=info.sha,
-                                     message=info.message, author=info.author,
-                                     user_id=user["id"] if user else None, trigger=trigger)
+        build = queue_head(svc, conn, project, branch, user, trigger)
         what = "refresh from production" if trigger == "refresh" else "rebuild"
         _event(conn, project, branch, user, trigger, f"{what}: build #{build['id']} queued",
                {"build": build["id"]}, build_id=build["id"])
     return build
+
+
+def queue_head(svc, conn, project: dict, branch: dict, user: dict | None, trigger: str,
+               source: dict | None = None) -> dict:
+    """Queue a build of the branch's current head (a rebuild, a refresh, a restore, an
+    import); refused while the branch is building or when it has no commit."""
+    # Two clicks at once must not queue two builds: the branch row is the lock.
+    if builds_store.branch_busy(conn, branch["id"], lock=True):
+        raise UserError(f"{branch['name']} is building: wait for it to end")
+    repo_path = svc.config.paths.repos / f"{project['name']}.git"
+    head = git.branch_head(repo_path, branch["name"])
+    if head is None:
+        raise UserError(f"{branch['name']} has no commit to build")
+    info = git.commit_info(repo_path, head)
+    return builds_store.enqueue(conn, project=project, branch=branch, commit=info.sha,
+                                message=info.message, author=info.author,
+                                user_id=user["id"] if user else None, trigger=trigger,
+                                source=source)
 
 
 def _event(conn, project, branch, user, kind, message, data=None, build_id=None) -> None:

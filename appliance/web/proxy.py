@@ -20,7 +20,7 @@ from appliance.store import users as store_users
 from appliance.store.states import BuildState
 from appliance.web import build_access
 from appliance.web.auth import ACCESS_SECONDS
-from appliance.web.common import config, db
+from appliance.web.common import config, db, services
 
 blueprint = Blueprint("proxy", __name__, url_prefix="/_proxy")
 
@@ -83,7 +83,7 @@ def wake(build_id: int):
     answers. The visit is not held meanwhile: Caddy takes new routes as the build comes
     up, and a request held across that change would be cut."""
     try:
-        sleep.wake(_services(), build_id)
+        sleep.wake(services(), build_id)
     except NotFound:
         abort(404)
     again = _same_site_path(request.headers.get(ORIGINAL_URI, "/"))
@@ -96,14 +96,3 @@ def _same_site_path(uri: str) -> str:
     if not uri.startswith("/") or uri.startswith("//") or "\\" in uri:
         return "/"
     return uri
-
-
-def _services():
-    return _Services(config(), db())
-
-
-class _Services:
-    """What jobs/sleep needs of the daemon's services: its configuration and store."""
-
-    def __init__(self, cfg, database):
-        self.config, self.db = cfg, database
