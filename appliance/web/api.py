@@ -13,6 +13,7 @@ from appliance.errors import UserError
 from appliance.store import builds as store_builds
 from appliance.store import overview
 from appliance.store import projects as store_projects
+from appliance.web import guard
 from appliance.web.common import (config, current_user, db, iso, visible_branch, visible_build,
                                   visible_project)
 
@@ -28,6 +29,7 @@ HISTORY_LIMIT = 100
 
 
 @blueprint.get("/-/health")
+@guard.public
 def health():
     try:
         with db().pool.connection(timeout=HEALTH_TIMEOUT_SECONDS) as conn:
@@ -39,6 +41,7 @@ def health():
 
 
 @blueprint.get("/api/projects")
+@guard.signed_in
 def projects():
     with db().transaction() as conn:
         rows = store_projects.list_projects(conn, current_user())
@@ -50,6 +53,7 @@ def projects():
 
 
 @blueprint.get("/api/projects/<name>/branches")
+@guard.project("view")
 def branches(name: str):
     with db().transaction() as conn:
         project = visible_project(conn, name)
@@ -70,6 +74,7 @@ def branch_json(project: dict, branch: dict, build: dict | None) -> dict:
 
 
 @blueprint.get("/api/projects/<name>/builds")
+@guard.project("view")
 def builds(name: str):
     """A page of the project's builds, newest first: `?before=<id>` for older ones,
     `?limit=` (at most BUILDS_LIMIT), `?branch=`. A full page links the next in `Link`."""
@@ -85,6 +90,7 @@ def builds(name: str):
 
 
 @blueprint.get("/api/builds/<int:build_id>")
+@guard.project("view")
 def build(build_id: int):
     """One build, in the shape of the builds list (appliance.buildjson)."""
     with db().transaction() as conn:
@@ -94,6 +100,7 @@ def build(build_id: int):
 
 
 @blueprint.get("/api/projects/<name>/branches/<path:branch>/history")
+@guard.project("view")
 def history(name: str, branch: str):
     """A page of the branch's history (the page's History tab), newest first: pushes'
     commits, moves, merges, rebuilds, deploys... `?before=<event id>` and `?limit=` (at

@@ -24,6 +24,7 @@ from flask import Blueprint, abort, g, jsonify, redirect, render_template, reque
 
 from appliance.store import logins
 from appliance.store import users as store_users
+from appliance.web import guard
 from appliance.web import build_access
 from appliance.web.common import config, current_user, db, format_time, is_htmx
 
@@ -103,8 +104,10 @@ def keep_build_access(response):
 
 
 def install(app) -> None:
-    app.before_request(check_csrf)
+    # In this order: who you are, whether you may, then whether this form is yours.
     app.before_request(require_login)
+    app.before_request(guard.enforce)
+    app.before_request(check_csrf)
     app.after_request(keep_build_access)
     app.jinja_env.globals["csrf_token"] = csrf_token
 
@@ -188,6 +191,7 @@ def throttled_page(lock: logins.Lock):
 
 
 @blueprint.route("/login", methods=["GET", "POST"])
+@guard.public
 def login():
     error = None
     if request.method == "POST":
@@ -211,6 +215,7 @@ def login():
 
 
 @blueprint.post("/logout")
+@guard.signed_in
 def logout():
     """Sign out: this cookie, and every other one of the account, stops working."""
     user = current_user()

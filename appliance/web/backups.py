@@ -16,12 +16,14 @@ import urllib.parse
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 
+from appliance import policy
 from appliance.errors import NotFound, PermissionDenied, UserError
 from appliance.jobs import backup as backup_jobs
 from appliance.store import backup_listing
 from appliance.store import backups as backups_store
 from appliance.store import projects as store_projects
 from appliance.store import uploads as uploads_store
+from appliance.web import guard
 from appliance.web import backup_chart, branches
 from appliance.web.common import (config, current_user, db, is_htmx, refusals_back_to, render,
                                   require_access, services, visible_branch)
@@ -70,6 +72,7 @@ def may_replace(conn, project: dict, branch: dict) -> None:
 # -- the tab -----------------------------------------------------------------------------
 
 @blueprint.get("/projects/<name>/backups/<path:branch>")
+@guard.project("backup_download")
 def tab(name: str, branch: str):
     with db().transaction() as conn:
         project, row = backup_branch(conn, name, branch)
@@ -123,6 +126,7 @@ def failed_verification(project: dict) -> dict | None:
 
 
 @blueprint.post("/projects/<name>/backups/<path:branch>/now")
+@guard.project("backup_download")
 @refusals_back_to(tab_page)
 def now(name: str, branch: str):
     """Back the branch up in the task pool (the list shows it queued, then running)."""
@@ -141,6 +145,7 @@ def now(name: str, branch: str):
 # -- one backup --------------------------------------------------------------------------
 
 @blueprint.get("/backups/<int:backup_id>/download")
+@guard.project("backup_download")
 def download(backup_id: int):
     """The backup as the database manager's zip (?format=zip, the default) or as
     pg_dump's custom dump (?format=dump), streamed as it is made. A failure before the
@@ -203,6 +208,7 @@ def restore_page(backup_id: int) -> str:
 
 
 @blueprint.get("/backups/<int:backup_id>/restore")
+@guard.project("backup_restore", policy.ANY_STAGE)
 def restore(backup_id: int):
     """The confirmation: which branch's data this backup replaces, said in words."""
     with db().transaction() as conn:
@@ -218,6 +224,7 @@ def restore(backup_id: int):
 
 
 @blueprint.post("/backups/<int:backup_id>/restore")
+@guard.project("backup_restore", policy.ANY_STAGE)
 @refusals_back_to(restore_page)
 def restore_now(backup_id: int):
     branch_name = request.form.get("branch", "")

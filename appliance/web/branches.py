@@ -14,12 +14,14 @@ import logging
 
 from flask import Blueprint, abort, flash, redirect, request, url_for
 
+from appliance import policy
 from appliance import layout
 from appliance.errors import NotFound, UserError
 from appliance.jobs import stages
 from appliance.store import builds as store_builds
 from appliance.store import overview
 from appliance.store import projects as store_projects
+from appliance.web import guard
 from appliance.web import mails
 from appliance.web.common import (config, current_user, db, refusals_back_to, render, services,
                                   visible_branch)
@@ -65,6 +67,7 @@ def settings_tab(name: str, branch: str) -> str:
 
 
 @blueprint.get("/projects/<name>/branches/<path:branch>")
+@guard.project("view")
 def branch(name: str, branch: str):
     tab = request.args.get("tab", "history")
     if tab not in dict(TABS):
@@ -84,6 +87,7 @@ def branch(name: str, branch: str):
 
 
 @blueprint.post("/projects/<name>/branches/<path:branch>/stage")
+@guard.project("stage_moves", policy.ANY_STAGE)
 @refusals_back_to(project_page)
 def move(name: str, branch: str):
     stage = request.form.get("stage", "")
@@ -98,6 +102,7 @@ def move(name: str, branch: str):
 
 
 @blueprint.post("/projects/<name>/branches/<path:branch>/merge")
+@guard.project("stage_moves", policy.ANY_STAGE)
 @refusals_back_to(project_page)
 def merge(name: str, branch: str):
     target = request.form.get("target", "")
@@ -118,12 +123,14 @@ def merge(name: str, branch: str):
 
 
 @blueprint.post("/projects/<name>/branches/<path:branch>/rebuild")
+@guard.project("rebuild")
 @refusals_back_to(branch_page)
 def rebuild(name: str, branch: str):
     return _rebuild(name, branch, "rebuild")
 
 
 @blueprint.post("/projects/<name>/branches/<path:branch>/refresh")
+@guard.project("rebuild")
 @refusals_back_to(branch_page)
 def refresh(name: str, branch: str):
     return _rebuild(name, branch, "refresh")
@@ -141,6 +148,7 @@ def _rebuild(name: str, branch: str, trigger: str):
 
 
 @blueprint.post("/projects/<name>/branches/<path:branch>/settings")
+@guard.project("settings")
 @refusals_back_to(settings_tab)
 def settings(name: str, branch: str):
     value = request.form.get("push_behaviour", "")

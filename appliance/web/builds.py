@@ -11,6 +11,7 @@ from appliance import layout
 from appliance.errors import NotFound, UserError
 from appliance.runtime import buildfs
 from appliance.store import builds as store_builds
+from appliance.web import guard
 from appliance.web import logstream
 from appliance.web.common import (config, current_user, db, is_finished, is_htmx,
                                   refusals_back_to, render, visible_build)
@@ -30,6 +31,7 @@ def log_file(build_id: int, name: str):
 
 
 @blueprint.get("/builds/<int:build_id>")
+@guard.project("view")
 def build(build_id: int):
     with db().transaction() as conn:
         build, project = visible_build(conn, build_id)
@@ -48,6 +50,7 @@ def build_page(build_id: int) -> str:
 
 
 @blueprint.post("/builds/<int:build_id>/start")
+@guard.project("rebuild")
 @refusals_back_to(build_page)
 def start(build_id: int):
     with db().transaction() as conn:
@@ -64,6 +67,7 @@ def start(build_id: int):
 
 
 @blueprint.get("/builds/<int:build_id>/logs/<name>")
+@guard.project("logs")
 def logs(build_id: int, name: str):
     path = log_file(build_id, name)
     with db().transaction() as conn:
@@ -75,6 +79,7 @@ def logs(build_id: int, name: str):
 
 
 @blueprint.get("/builds/<int:build_id>/logs/<name>/stream")
+@guard.project("logs")
 def stream(build_id: int, name: str):
     path = log_file(build_id, name)
     with db().transaction() as conn:
@@ -92,6 +97,7 @@ def stream(build_id: int, name: str):
 
 
 @blueprint.get("/builds/<int:build_id>/logs/<name>/download")
+@guard.project("logs")
 def download(build_id: int, name: str):
     path = log_file(build_id, name)
     with db().transaction() as conn:

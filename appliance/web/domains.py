@@ -16,6 +16,7 @@ from appliance.jobs import proxy as proxy_jobs
 from appliance.runtime import caddy, dns
 from appliance.store import domains as domains_store
 from appliance.store import projects as store_projects
+from appliance.web import guard
 from appliance.web.common import (config, current_user, db, refusals_back_to, services,
                                   visible_project)
 from appliance.web.projects import can_manage, settings_page
@@ -72,6 +73,7 @@ def _managed(conn, name: str) -> dict:
 
 
 @blueprint.post("/projects/<name>/domains")
+@guard.project("settings")
 @refusals_back_to(settings_page)
 def add(name: str):
     with db().transaction() as conn:
@@ -86,6 +88,7 @@ def add(name: str):
 
 
 @blueprint.post("/projects/<name>/domains/<domain>/primary")
+@guard.project("settings")
 @refusals_back_to(settings_page)
 def primary(name: str, domain: str):
     with db().transaction() as conn:
@@ -97,6 +100,7 @@ def primary(name: str, domain: str):
 
 
 @blueprint.post("/projects/<name>/domains/<domain>/remove")
+@guard.project("settings")
 @refusals_back_to(settings_page)
 def remove(name: str, domain: str):
     with db().transaction() as conn:

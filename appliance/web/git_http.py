@@ -24,6 +24,7 @@ from appliance.jobs import push
 from appliance.runtime import git
 from appliance.store import projects as projects_store
 from appliance.store import users as users_store
+from appliance.web import guard
 from appliance.web import common
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ def _challenge(message: str) -> Response:
 
 
 @blueprint.route("/git/<name>.git/<path:rest>", methods=["GET", "POST"])
+@guard.self_authenticated
 def serve(name: str, rest: str):
     service = request.args.get("service") if rest == "info/refs" else rest
     if service not in SERVICES:
@@ -197,6 +199,7 @@ def _hook_url() -> str:
 
 
 @blueprint.route("/git/-/hook/<name>", methods=["POST"])
+@guard.self_authenticated
 def hook(name: str):
     with _tickets_lock:
         grant = _tickets.get(request.headers.get("X-Appliance-Ticket", ""))

@@ -19,11 +19,13 @@ import re
 from flask import (Blueprint, abort, flash, jsonify, redirect, render_template, request,
                    send_file, url_for)
 
+from appliance import policy
 from appliance import mime
 from appliance.errors import SystemFailure
 from appliance.jobs import mail as mail_jobs
 from appliance.store import mails as store_mails
 from appliance.store import projects as store_projects
+from appliance.web import guard
 from appliance.web.common import (current_user, db, is_htmx, refusals_back_to, render,
                                   require_access, services, visible_branch, visible_project)
 
@@ -99,6 +101,7 @@ def branch_tab(name: str, branch: str, tabs):
 # One message
 
 @blueprint.get("/mails/<int:mail_id>")
+@guard.project("mails")
 def mail(mail_id: int):
     with db().transaction() as conn:
         mail, project = visible_mail(conn, mail_id)
@@ -117,6 +120,7 @@ def mail(mail_id: int):
 
 
 @blueprint.get("/mails/<int:mail_id>/html")
+@guard.project("mails")
 def html(mail_id: int):
     with db().transaction() as conn:
         mail, _project = visible_mail(conn, mail_id)
@@ -129,6 +133,7 @@ def html(mail_id: int):
 
 
 @blueprint.get("/mails/<int:mail_id>/attachments/<int:index>")
+@guard.project("mails")
 def attachment(mail_id: int, index: int):
     with db().transaction() as conn:
         mail, _project = visible_mail(conn, mail_id)
@@ -141,6 +146,7 @@ def attachment(mail_id: int, index: int):
 
 
 @blueprint.get("/mails/<int:mail_id>/raw")
+@guard.project("mails")
 def raw(mail_id: int):
     with db().transaction() as conn:
         mail, _project = visible_mail(conn, mail_id)
@@ -161,6 +167,7 @@ def mail_page(mail_id: int) -> str:
 
 
 @blueprint.post("/mails/<int:mail_id>/release")
+@guard.project("mails")
 @refusals_back_to(mail_page)
 def release(mail_id: int):
     address = request.form.get("address", "").strip()
@@ -184,6 +191,7 @@ def mail_json(mail: dict) -> dict:
 
 
 @blueprint.get("/api/projects/<name>/mails")
+@guard.project("mails", policy.ANY_STAGE)
 def api_list(name: str):
     """The project's caught mail, newest first; ?branch=, ?build=, ?q=, ?page= narrow it."""
     query = list_query()
@@ -198,6 +206,7 @@ def api_list(name: str):
 
 
 @blueprint.get("/api/mails/<int:mail_id>")
+@guard.project("mails")
 def api_mail(mail_id: int):
     with db().transaction() as conn:
         mail, _project = visible_mail(conn, mail_id)

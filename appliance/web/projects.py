@@ -12,6 +12,7 @@ from flask import (Blueprint, flash, make_response, redirect, render_template, r
 from appliance.errors import PermissionDenied, UserError
 from appliance.store import overview
 from appliance.store import projects as store_projects
+from appliance.web import guard
 from appliance.web.auth import csrf_token
 from appliance.web.common import (config, current_user, db, is_htmx, refused_form,
                                   refusals_back_to, render, visible_project)
@@ -34,6 +35,7 @@ IDLE_POLL_SECONDS = 5
 
 
 @blueprint.get("/")
+@guard.signed_in
 def index():
     with db().transaction() as conn:
         projects = store_projects.list_projects(conn, current_user())
@@ -42,6 +44,7 @@ def index():
 
 
 @blueprint.get("/projects/<name>")
+@guard.project("view")
 def project(name: str):
     show_all = request.args.get("branches") == "all"
     with db().transaction() as conn:
@@ -144,6 +147,7 @@ def mail_settings_from(form) -> dict:
 
 
 @blueprint.get("/projects/<name>/settings")
+@guard.project("view")
 def settings(name: str):
     with db().transaction() as conn:
         project = visible_project(conn, name)
@@ -152,6 +156,7 @@ def settings(name: str):
 
 
 @blueprint.post("/projects/<name>/settings")
+@guard.project("settings")
 @refusals_back_to(settings_page, keep_form=True)
 def save_settings(name: str):
     with db().transaction() as conn:

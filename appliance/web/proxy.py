@@ -18,6 +18,7 @@ from appliance.jobs.proxy_config import ACCESS_COOKIE, ORIGINAL_URI
 from appliance.store import builds as builds_store
 from appliance.store import users as store_users
 from appliance.store.states import BuildState
+from appliance.web import guard
 from appliance.web import build_access
 from appliance.web.auth import ACCESS_SECONDS
 from appliance.web.common import config, db, services
@@ -26,6 +27,7 @@ blueprint = Blueprint("proxy", __name__, url_prefix="/_proxy")
 
 
 @blueprint.get("/ask")
+@guard.self_authenticated
 def ask():
     """Caddy's on-demand TLS question: 200 for a name the appliance serves, else 404
     (and Caddy asks no certificate authority for it)."""
@@ -36,6 +38,7 @@ def ask():
 
 
 @blueprint.get("/stopped/<int:build_id>")
+@guard.self_authenticated
 def stopped(build_id: int):
     """The page of a build whose server is not running."""
     try:
@@ -51,6 +54,7 @@ def stopped(build_id: int):
 
 
 @blueprint.get("/auth/<int:build_id>")
+@guard.self_authenticated
 def auth(build_id: int):
     """Caddy's forward_auth before each request to a development or staging build: the
     build is noted as used (it does not fall asleep). A development build of a project
@@ -77,6 +81,7 @@ def auth(build_id: int):
 
 
 @blueprint.route("/wake/<int:build_id>", methods=["GET", "HEAD", "POST"])
+@guard.self_authenticated
 def wake(build_id: int):
     """A visit to a sleeping build: its server is started and the visit gets a page
     that reloads itself (503 with Retry-After, for other clients) until the build

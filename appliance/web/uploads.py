@@ -19,10 +19,12 @@ import logging
 
 from flask import Blueprint, jsonify, redirect, request, url_for
 
+from appliance import policy
 from appliance.errors import NotFound, PermissionDenied, UserError
 from appliance.jobs import uploads as upload_jobs
 from appliance.store import projects as store_projects
 from appliance.store import uploads as uploads_store
+from appliance.web import guard
 from appliance.web.backups import may_replace
 from appliance.web.common import config, current_user, db, services, visible_project
 
@@ -65,6 +67,7 @@ def _int(value, what: str) -> int:
 
 
 @blueprint.post("/projects/<name>/uploads")
+@guard.project("backup_restore", policy.ANY_STAGE)
 def start(name: str):
     fields = request.get_json(silent=True) or request.form
     size = _int(fields.get("size"), "size")
@@ -76,6 +79,7 @@ def start(name: str):
 
 
 @blueprint.get("/projects/<name>/uploads/<upload_id>")
+@guard.project("backup_restore", policy.ANY_STAGE)
 def status(name: str, upload_id: str):
     with db().transaction() as conn:
         project = visible_project(conn, name)
@@ -84,6 +88,7 @@ def status(name: str, upload_id: str):
 
 
 @blueprint.post("/projects/<name>/uploads/<upload_id>/chunks")
+@guard.project("backup_restore", policy.ANY_STAGE)
 def chunks(name: str, upload_id: str):
     offset = _int(request.args.get("offset"), "offset")
     length = request.content_length
@@ -101,6 +106,7 @@ def chunks(name: str, upload_id: str):
 
 
 @blueprint.post("/projects/<name>/uploads/<upload_id>/import")
+@guard.project("backup_restore", policy.ANY_STAGE)
 def import_file(name: str, upload_id: str):
     branch_name = (request.get_json(silent=True) or request.form).get("branch", "")
     with db().transaction() as conn:
