@@ -185,3 +185,12 @@ def set_matrix(conn, project: dict, granted: set[tuple[str, str, str]]) -> Matri
                         VALUES (%s, %s, %s, %s, %s)""",
                      (project["id"], stage, action, role, allowed))
     return wanted
+
+
+def require_actor(conn, user: dict | None, project: dict, action: str,
+                  stage: str | None = None) -> None:
+    """For job entry points: `user` is who asked (through the web or the CLI's --as); None
+    is the appliance itself (its schedule, or the server's operator at the command line),
+    which may do everything."""
+    if user is not None:
+        require(conn, user, project, action, stage)

@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 
-from appliance import mime
+from appliance import mime, policy
 from appliance.errors import ConfigError, NotFound, UserError
 from appliance.runtime import smtp
 from appliance.store import builds as builds_store
@@ -167,6 +167,8 @@ def release(svc, mail_id: int, address: str, user: dict) -> None:
     with svc.db.transaction() as conn:
         mail = mails_store.get_mail(conn, mail_id)
         project = projects_store.project_by_id(conn, mail["project_id"])
+        stage = builds_store.get_build(conn, mail["build_id"])["stage"]
+        policy.require_actor(conn, user, project, "mails", stage)
     relay = relay_of(svc, project)
     sender = mail["mail_from"] or _first_address(mail["from_header"]) or relay.user
     smtp.send(relay, sender, [address], mail["raw"])

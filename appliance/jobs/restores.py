@@ -24,6 +24,7 @@ import shutil
 import stat
 from pathlib import Path
 
+from appliance import policy
 from appliance.errors import SystemFailure, UserError
 from appliance.jobs import backup, stages
 from appliance.jobs.loaders import Loaded, Loader
@@ -73,7 +74,9 @@ def request_import(svc, project: dict, path: Path, name: str, branch_name: str,
 def _request(svc, project: dict, branch_name: str, user: dict | None, loader: Loader,
              trigger: str, source: dict, what: str) -> dict:
     with svc.db.transaction() as conn:
-        _check_target(projects_store.get_branch(conn, project, branch_name))
+        target = projects_store.get_branch(conn, project, branch_name)
+        policy.require_actor(conn, user, project, "backup_restore", target["stage"])
+        _check_target(target)
     loader.check(project["odoo_version"])  # before anything is queued: a clear refusal
     with svc.db.transaction() as conn:
         branch = projects_store.get_branch(conn, project, branch_name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from appliance import policy
 from appliance.errors import UserError
 from appliance.jobs import push
 from appliance.runtime import git
@@ -44,6 +45,9 @@ def move(svc, project: dict, branch_name: str, stage: str, user: dict | None) ->
     with svc.db.transaction() as conn:
         branch = projects_store.get_branch(conn, project, branch_name)
         old = branch["stage"]
+        # Leaving a stage and entering one both take that stage's right to move branches.
+        policy.require_actor(conn, user, project, "stage_moves", old)
+        policy.require_actor(conn, user, project, "stage_moves", stage)
         if old == stage:
             return branch
         if stage == "production":
@@ -72,7 +76,9 @@ def merge(svc, project: dict, source: str, target: str, user: dict | None) -> Me
     repo_path = svc.config.paths.repos / f"{project['name']}.git"
     with svc.db.transaction() as conn:
         target_branch = projects_store.get_branch(conn, project, target)
-        projects_store.get_branch(conn, project, source)
+        source_branch = projects_store.get_branch(conn, project, source)
+        policy.require_actor(conn, user, project, "view", source_branch["stage"])
+        policy.require_actor(conn, user, project, "stage_moves", target_branch["stage"])
     name = user["name"] if user else "appliance"
     outcome = git.merge_branches(repo_path, source, target, author=name,
                                  email=f"{name}@{_host(svc)}")
@@ -100,6 +106,7 @@ def rebuild(svc, project: dict, branch_name: str, user: dict | None,
     """A new build of the branch's current head; refused while the branch is building."""
     with svc.db.transaction() as conn:
         branch = projects_store.get_branch(conn, project, branch_name)
+        policy.require_actor(conn, user, project, "rebuild", branch["stage"])
         if trigger == "refresh" and branch["stage"] != "staging":
             raise UserError("only a staging branch can be refreshed from production")
         build = queue_head(svc, conn, project, branch, user, trigger)

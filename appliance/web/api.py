@@ -7,6 +7,7 @@ import logging
 import psycopg
 from flask import Blueprint, jsonify, request, url_for
 
+from appliance import policy
 from appliance import layout
 from appliance.buildjson import build_json
 from appliance.errors import UserError
@@ -57,7 +58,8 @@ def projects():
 def branches(name: str):
     with db().transaction() as conn:
         project = visible_project(conn, name)
-        rows = store_projects.list_branches(conn, project)
+        visible = policy.visible_stages(conn, current_user(), project)
+        rows = [b for b in store_projects.list_branches(conn, project) if b["stage"] in visible]
         latest = overview.recent_builds_by_branch(conn, project["id"], per_branch=1)
     return jsonify([branch_json(project, b, (latest.get(b["id"]) or [None])[0]) for b in rows])
 
@@ -83,10 +85,12 @@ def builds(name: str):
     limit = whole_number_arg("limit", 1, BUILDS_LIMIT) or BUILDS_LIMIT
     with db().transaction() as conn:
         project = visible_project(conn, name)
-        rows = store_builds.list_builds(conn, project, branch, limit=limit, before=before)
+        visible = policy.visible_stages(conn, current_user(), project)
+        page = store_builds.list_builds(conn, project, branch, limit=limit, before=before)
+        rows = [b for b in page if b["stage"] in visible]
         steps = overview.steps_of_builds(conn, [b["id"] for b in rows])
     response = jsonify([build_json(config(), b, steps.get(b["id"], [])) for b in rows])
-    return with_next_page(response, rows, limit, "api.builds", name=name, branch=branch)
+    return with_next_page(response, page, limit, "api.builds", name=name, branch=branch)
 
 
 @blueprint.get("/api/builds/<int:build_id>")

@@ -12,8 +12,8 @@ from werkzeug.exceptions import HTTPException
 from appliance.config import Config
 from appliance.errors import NotFound, PermissionDenied, UserError
 from appliance.store.db import Database
-from appliance.web import (api, auth, backups, branches, builds, common, domains, mails,
-                           projects, proxy, uploads)
+from appliance.web import (api, auth, backups, branches, builds, collaborators, common,
+                           domains, mails, projects, proxy, uploads)
 from appliance.web.git_http import blueprint as git_blueprint
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def create_app(config: Config, db: Database) -> Flask:
     common.install_template_helpers(app)
     for blueprint in (auth.blueprint, projects.blueprint, branches.blueprint, builds.blueprint,
                       mails.blueprint, backups.blueprint, uploads.blueprint, api.blueprint,
-                      proxy.blueprint, domains.blueprint,
+                      proxy.blueprint, domains.blueprint, collaborators.blueprint,
                       git_blueprint):
         app.register_blueprint(blueprint)
     app.after_request(add_headers)

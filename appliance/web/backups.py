@@ -17,14 +17,13 @@ import urllib.parse
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 
 from appliance import policy
-from appliance.errors import NotFound, PermissionDenied, UserError
+from appliance.errors import NotFound, UserError
 from appliance.jobs import backup as backup_jobs
 from appliance.store import backup_listing
 from appliance.store import backups as backups_store
 from appliance.store import projects as store_projects
 from appliance.store import uploads as uploads_store
-from appliance.web import guard
-from appliance.web import backup_chart, branches
+from appliance.web import backup_chart, branches, guard
 from appliance.web.common import (config, current_user, db, is_htmx, refusals_back_to, render,
                                   require_access, services, visible_branch)
 
@@ -58,15 +57,6 @@ def visible_backup(conn, backup_id: int) -> tuple[dict, dict]:
     project = store_projects.project_by_id(conn, row["project_id"])
     require_access(conn, project)
     return row, project
-
-
-def may_replace(conn, project: dict, branch: dict) -> None:
-    """Replacing production's data is for the project's administrators."""
-    user = current_user()
-    if branch["stage"] == "production" and not user["is_admin"] and \
-            store_projects.member_role(conn, project, user) != "admin":
-        raise PermissionDenied(f"only administrators of {project['name']} may replace the "
-                               "data of its production")
 
 
 # -- the tab -----------------------------------------------------------------------------
@@ -234,7 +224,7 @@ def restore_now(backup_id: int):
             target = store_projects.get_branch(conn, project, branch_name)
         except NotFound as exc:  # chosen in the form: a mistake to show
             raise UserError(str(exc)) from None
-        may_replace(conn, project, target)
+        policy.require(conn, current_user(), project, "backup_restore", target["stage"])
     from appliance.jobs import restores
     build = restores.request_restore(services(), project, backup_id, branch_name,
                                      current_user())

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from flask import current_app, g, render_template, request, session
 
-from appliance import layout
+from appliance import layout, policy
 from appliance.config import Config
 from appliance.errors import NotFound
 from appliance.services import Services
@@ -165,6 +165,13 @@ def iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def may(project: dict, action: str, stage: str | None = None) -> bool:
+    """For templates: whether the current user may (buttons and tabs a user may not use
+    are not shown; the routes refuse them anyway)."""
+    with db().transaction() as conn:
+        return policy.allows(conn, current_user(), project, action, stage)
+
+
 def install_template_helpers(app) -> None:
     app.jinja_env.filters["duration"] = format_duration
     app.jinja_env.filters["when"] = format_time
@@ -172,4 +179,4 @@ def install_template_helpers(app) -> None:
                                  is_finished=is_finished, elapsed=elapsed_seconds,
                                  log_names=layout.LOG_FILES, trigger_labels=TRIGGER_LABELS,
                                  deploy_labels=DEPLOY_LABELS,
-                                 offline_demo=lambda: config().server.offline_demo)
+                                 offline_demo=lambda: config().server.offline_demo, may=may)

@@ -86,6 +86,7 @@ def branch_tab(name: str, branch: str, tabs):
     since = _int_arg("since")
     with db().transaction() as conn:
         project, row = visible_branch(conn, name, branch)
+        policy.require(conn, current_user(), project, "mails", row["stage"])
         newest = store_mails.newest_id(conn, branch_id=row["id"], build_id=query["build_id"])
         if is_htmx() and since is not None and since == newest:
             return "", 204

@@ -9,7 +9,8 @@ import logging
 from flask import (Blueprint, flash, make_response, redirect, render_template, request,
                    url_for)
 
-from appliance.errors import PermissionDenied, UserError
+from appliance import policy
+from appliance.errors import UserError
 from appliance.store import overview
 from appliance.store import projects as store_projects
 from appliance.web import guard
@@ -54,8 +55,10 @@ def project(name: str):
         etag = list_etag(project, version, busy, show_all)
         if is_htmx() and request.if_none_match.contains(etag):
             return "", 204  # htmx swaps nothing
-        branches = store_projects.list_branches(conn, project)
-        stages, shown = staged(branches, show_all)
+        visible = policy.visible_stages(conn, current_user(), project)
+        branches = [b for b in store_projects.list_branches(conn, project)
+                    if b["stage"] in visible]
+        stages, shown = staged(branches, show_all, visible)
         builds = overview.recent_builds_by_branch(conn, project["id"], BUILDS_PER_BRANCH,
                                                   [b["id"] for b in shown])
     remote = f"{config().server.public_url.rstrip('/')}/git/{project['name']}.git"
@@ -72,12 +75,15 @@ def project(name: str):
     return response
 
 
-def staged(branches: list[dict], show_all: bool) -> tuple[list[tuple], list[dict]]:
-    """(stage, label, branches shown) per stage, and all the branches shown: every
-    production and staging branch, the development ones most recently built first, at most
-    DEVELOPMENT_SHOWN of them unless all are asked for."""
+def staged(branches: list[dict], show_all: bool,
+           visible=policy.STAGES) -> tuple[list[tuple], list[dict]]:
+    """(stage, label, branches shown) per stage the viewer may see, and all the branches
+    shown: every production and staging branch, the development ones most recently built
+    first, at most DEVELOPMENT_SHOWN of them unless all are asked for."""
     stages = []
     for key, label in STAGES:
+        if key not in visible:
+            continue
         rows = [b for b in branches if b["stage"] == key]
         if key == "development" and not show_all:
             rows = rows[:DEVELOPMENT_SHOWN]
@@ -99,12 +105,6 @@ def list_etag(project: dict, version: str, busy: bool, show_all: bool) -> str:
 # Columns never sent to a template (the page shows only whether a password is set).
 SECRET_COLUMNS = ("relay_password", "db_password")
 SECURITY_LABELS = (("starttls", "STARTTLS"), ("none", "None (plain SMTP)"))
-
-
-def can_manage(conn, project: dict) -> bool:
-    """Appliance admins and the project's own admins change its settings."""
-    user = current_user()
-    return user["is_admin"] or store_projects.member_role(conn, project, user) == "admin"
 
 
 def render_settings(project: dict, editable: bool):
@@ -151,7 +151,7 @@ def mail_settings_from(form) -> dict:
 def settings(name: str):
     with db().transaction() as conn:
         project = visible_project(conn, name)
-        editable = can_manage(conn, project)
+        editable = policy.allows(conn, current_user(), project, "settings")
     return render_settings(project, editable)
 
 
@@ -161,8 +161,6 @@ def settings(name: str):
 def save_settings(name: str):
     with db().transaction() as conn:
         project = visible_project(conn, name)
-        if not can_manage(conn, project):
-            raise PermissionDenied(f"only administrators of {name} may change its settings")
         fields = mail_settings_from(request.form)
         store_projects.set_mail_settings(conn, project, **fields)
         public = request.form.get("public_access") == "1"

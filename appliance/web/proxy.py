@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request
 
-from appliance import layout
+from appliance import layout, policy
 from appliance.errors import NotFound
 from appliance.jobs import proxy as proxy_jobs
 from appliance.jobs import sleep
 from appliance.jobs.proxy_config import ACCESS_COOKIE, ORIGINAL_URI
 from appliance.store import builds as builds_store
-from appliance.store import users as store_users
 from appliance.store.states import BuildState
 from appliance.web import guard
 from appliance.web import build_access
@@ -57,10 +56,11 @@ def stopped(build_id: int):
 @guard.self_authenticated
 def auth(build_id: int):
     """Caddy's forward_auth before each request to a development or staging build: the
-    build is noted as used (it does not fall asleep). A development build of a project
-    that is not public lets only its members (and appliance admins) through, by their
-    access cookie; anyone else is sent to sign in. Staging is Odoo's login's to guard,
-    as production is."""
+    build is noted as used (it does not fall asleep). Only those whose role may open
+    builds of its stage (appliance.policy, "open") go through, known by their access
+    cookie; anyone else is sent to sign in. A project's public access opens its
+    development builds to everyone, never its staging (a copy of production's data).
+    Production is the live site: its names are not asked about."""
     sleep.touch(build_id)
     with db().transaction() as conn:
         row = conn.execute(
@@ -68,11 +68,12 @@ def auth(build_id: int):
                WHERE b.id = %s""", (build_id,)).fetchone()
         if row is None:
             abort(404)
-        if row["stage"] != "development" or row["public_access"]:
+        stage = row["stage"]
+        if stage == "production" or (stage == "development" and row["public_access"]):
             return "", 204
         user = build_access.user_from(config(), conn, request.cookies.get(ACCESS_COOKIE),
                                       ACCESS_SECONDS)
-        if user is not None and store_users.can_access(conn, user, row):
+        if user is not None and policy.allows(conn, user, row, "open", stage):
             return "", 204
     # The UI at the base domain: the access cookie is set for it and its subdomains.
     ui = layout.https_url(config(), config().proxy.base_domain)

@@ -25,7 +25,6 @@ from appliance.jobs import uploads as upload_jobs
 from appliance.store import projects as store_projects
 from appliance.store import uploads as uploads_store
 from appliance.web import guard
-from appliance.web.backups import may_replace
 from appliance.web.common import config, current_user, db, services, visible_project
 
 log = logging.getLogger(__name__)
@@ -120,7 +119,7 @@ def import_file(name: str, upload_id: str):
             branch = store_projects.get_branch(conn, project, branch_name)
         except NotFound as exc:  # chosen in the form: a mistake to show
             raise UserError(str(exc)) from None
-        may_replace(conn, project, branch)
+        policy.require(conn, current_user(), project, "backup_restore", branch["stage"])
     from appliance.jobs import restores
     build = restores.request_import(services(), project,
                                     upload_jobs.data_path(config(), upload_id), row["name"],

@@ -48,7 +48,7 @@ def saved_as(header: str) -> tuple[str, str]:
 def test_a_download_is_named_after_its_branch_whatever_the_branch_s_name_holds(
         client_as, make_build, db, stand_in_stream, branch):
     row = backup_of(db, make_build(branch, state="running"))
-    answer = client_as("member").get(f"/backups/{row['id']}/download")
+    answer = client_as("owner").get(f"/backups/{row['id']}/download")
     assert answer.status_code == 200 and answer.data.startswith(b"PK")
     header = answer.headers["Content-Disposition"]
     assert header.isascii() and header.startswith("attachment;")

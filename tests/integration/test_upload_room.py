@@ -42,7 +42,7 @@ def send(client, upload: dict, offset: int, data: bytes):
 
 def test_an_upload_the_disk_cannot_take_besides_the_unfinished_ones_is_refused_507(
         client_as, small_disk):
-    client = client_as("member")
+    client = client_as("owner")
     first = start_upload(client, 6000)
     assert first.status_code == 201
     refused = start_upload(client, 5000)  # 6,000 promised + 5,000 > 10,000
@@ -55,7 +55,7 @@ def test_an_upload_the_disk_cannot_take_besides_the_unfinished_ones_is_refused_5
 
 
 def test_a_finished_upload_counts_once_as_what_it_wrote(client_as, small_disk):
-    client = client_as("member")
+    client = client_as("owner")
     first = start_upload(client, 6000).get_json()
     assert send(client, first, 0, b"x" * 6000).status_code == 200
     assert start_upload(client, 4001).status_code == 507

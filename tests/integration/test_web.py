@@ -168,7 +168,7 @@ def test_git_blueprint_is_exempt_from_csrf(app):
 
 @pytest.mark.parametrize("name", ["owner", "member", "admin"])
 def test_members_and_admins_see_the_project(client_as, make_build, config, name):
-    build = make_build()
+    build = make_build(branch="feature")  # development: every member's
     write_log(config, build["id"], "odoo", "hello\n")
     client = client_as(name)
     assert client.get("/projects/acme").status_code == 200
@@ -177,6 +177,23 @@ def test_members_and_admins_see_the_project(client_as, make_build, config, name)
     assert client.get(f"/builds/{build['id']}/logs/odoo/download").status_code == 200
     assert client.get("/api/projects/acme/builds").status_code == 200
     assert "acme" in client.get("/").get_data(as_text=True)
+
+
+def test_a_developer_sees_production_s_history_but_not_its_logs_nor_its_start_button(
+        client_as, make_build, config, db):
+    build = make_build(state="stopped", result="success")  # main: production
+    write_log(config, build["id"], "odoo", "production data\n")
+    client = client_as("member")
+    page = client.get(f"/builds/{build['id']}")
+    assert page.status_code == 200 and "Start server" not in page.get_data(as_text=True)
+    for path in (f"/builds/{build['id']}/logs/odoo", f"/builds/{build['id']}/logs/odoo/download"):
+        response = client.get(path)
+        assert response.status_code == 403, path
+        assert "production data" not in response.get_data(as_text=True)
+    response = client.post(f"/builds/{build['id']}/start", data={"csrf_token": csrf(client)})
+    assert response.status_code == 403
+    with db.transaction() as conn:
+        assert store_builds.pending_task(conn, build["id"]) is None
 
 
 def test_outsider_gets_404_on_the_project_and_its_builds(client_as, make_build, config, db):
@@ -288,7 +305,7 @@ def test_build_status_polls_while_in_progress_and_stops_when_finished(client_as,
 
 def test_start_server_asks_the_workers_once_and_disables_the_button(client_as, db, make_build):
     build = make_build(state="stopped", result="success")
-    client = client_as("member")
+    client = client_as("owner")
     page = client.get(f"/builds/{build['id']}").get_data(as_text=True)
     assert "Start server" in page and "disabled" not in page
     for _ in range(2):

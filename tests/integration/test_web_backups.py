@@ -85,11 +85,12 @@ def status(client, upload: dict):
 
 # -- the tab ---------------------------------------------------------------------------
 
-def test_the_backups_tab_is_for_signed_in_members_only(app, client_as, branches):
+def test_the_backups_tab_is_for_those_who_may_download_backups(app, client_as, branches):
     anonymous = app.test_client().get(TAB)
     assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
     assert client_as("outsider").get(TAB).status_code == 404
-    page = client_as("member").get(TAB)
+    assert client_as("member").get(TAB).status_code == 403  # a developer, on production
+    page = client_as("owner").get(TAB)
     assert page.status_code == 200
     text = page.get_data(as_text=True)
     assert "Back up now" in text and "No backup of main yet" in text
@@ -109,7 +110,7 @@ def test_a_development_branch_has_no_backups_tab(client_as, branches):
 
 def test_back_up_now_needs_the_csrf_token_and_queues_one_backup_task(client_as, branches,
                                                                      db):
-    client = client_as("member")
+    client = client_as("owner")
     assert client.post(f"{TAB}/now").status_code == 400
     assert tasks(db) == []
     answer = post(client, f"{TAB}/now")
@@ -138,7 +139,7 @@ def test_the_list_shows_sizes_a_chart_and_each_backup_s_verification(client_as, 
         conn.execute("INSERT INTO backup_verifications (project_id, backup_id, state, "
                      "finished_at, seconds) VALUES (%s, %s, 'ok', now(), 2)",
                      (branches["main"]["project_id"], new["id"]))
-    page = client_as("member").get(TAB).get_data(as_text=True)
+    page = client_as("owner").get(TAB).get_data(as_text=True)
     for row in (old, new, failed):
         assert f'data-backup="{row["id"]}"' in page
     assert "102.0 MB" in page and "3.0 MB" in page and "pg_dump failed" in page
@@ -159,7 +160,7 @@ def test_the_password_notice_shows_its_path_to_appliance_admins_only(client_as, 
 
 
 def test_a_failed_verification_is_a_red_notice_on_the_project_page(client_as, branches, db):
-    client = client_as("member")
+    client = client_as("owner")
     assert "verification-failed" not in client.get("/projects/acme").get_data(as_text=True)
     with db.transaction() as conn:
         conn.execute("INSERT INTO backup_verifications (project_id, state, finished_at, error) "
@@ -177,27 +178,30 @@ def test_downloads_and_restores_are_for_members_of_the_backup_s_project(client_a
     assert outsider.get(f"/backups/{row['id']}/restore").status_code == 404
     assert post(outsider, f"/backups/{row['id']}/restore", branch="main").status_code == 404
     failed = add_backup(db, branches["main"], 1, 0, 0, 0, state="failed")
-    assert client_as("member").get(f"/backups/{failed['id']}/download").status_code == 400
+    assert client_as("owner").get(f"/backups/{failed['id']}/download").status_code == 400
 
 
 def test_the_restore_confirmation_names_the_target_branch(client_as, branches, db):
     row = add_backup(db, branches["main"], 1, 10, 10, 10)
-    client = client_as("member")
+    client = client_as("owner")
     page = client.get(f"/backups/{row['id']}/restore").get_data(as_text=True)
     assert '<strong class="target-branch">main</strong> (production)' in page
     page = client.get(f"/backups/{row['id']}/restore?branch=qa").get_data(as_text=True)
     assert '<strong class="target-branch">qa</strong> (staging)' in page
     assert '<option value="feature"' not in page  # development is no target
     assert post(client, f"/backups/{row['id']}/restore").status_code == 303  # no branch
-    refused = post(client, f"/backups/{row['id']}/restore", branch="main")
-    assert refused.status_code == 403  # production is for the project's administrators
+    # Restores are for the project's administrators: a developer is refused, page and form.
+    developer = client_as("member")
+    assert developer.get(f"/backups/{row['id']}/restore").status_code == 403
+    refused = post(developer, f"/backups/{row['id']}/restore", branch="main")
+    assert refused.status_code == 403
 
 
 # -- uploads -----------------------------------------------------------------------------
 
 def test_an_upload_arrives_in_pieces_into_a_folder_of_the_daemon_only(client_as, branches,
                                                                      config):
-    client = client_as("member")
+    client = client_as("owner")
     data = os.urandom(3000)
     made = start_upload(client, len(data))
     assert made.status_code == 201
@@ -218,7 +222,7 @@ def test_an_upload_arrives_in_pieces_into_a_folder_of_the_daemon_only(client_as,
 
 def test_a_piece_at_a_wrong_offset_is_refused_409_and_changes_nothing(client_as, branches,
                                                                      config):
-    client = client_as("member")
+    client = client_as("owner")
     upload = start_upload(client, 100).get_json()
     assert send(client, upload, 0, b"a" * 40).status_code == 200
     for offset in (0, 10, 41, 100):
@@ -231,7 +235,7 @@ def test_a_piece_at_a_wrong_offset_is_refused_409_and_changes_nothing(client_as,
 def test_an_upload_past_the_size_cap_is_refused_413(client_as, branches, config):
     config.backup.upload_max_bytes = 1000
     config.backup.upload_chunk_bytes = 100
-    client = client_as("member")
+    client = client_as("owner")
     too_big = start_upload(client, 1001)
     assert too_big.status_code == 413 and "upload_max_bytes" in too_big.get_json()["error"]
     upload = start_upload(client, 150).get_json()
@@ -244,7 +248,7 @@ def test_an_upload_past_the_size_cap_is_refused_413(client_as, branches, config)
 
 def test_an_upload_resumes_after_a_dropped_connection_with_the_same_sha256(client_as,
                                                                            branches):
-    client = client_as("member")
+    client = client_as("owner")
     data = os.urandom(5000)
     upload = start_upload(client, len(data)).get_json()
     assert send(client, upload, 0, data[:2000]).status_code == 200
@@ -265,9 +269,9 @@ def test_an_upload_resumes_after_a_dropped_connection_with_the_same_sha256(clien
 
 
 def test_another_person_can_neither_see_nor_add_to_my_upload(client_as, branches):
-    mine = client_as("member")
+    mine = client_as("owner")
     upload = start_upload(mine, 100).get_json()
-    for other in (client_as("owner"), client_as("outsider")):
+    for other in (client_as("admin"), client_as("outsider")):
         assert status(other, upload).status_code == 404
         assert send(other, upload, 0, b"z" * 10).status_code == 404
         imported = other.post(f"{UPLOADS}/{upload['id']}/import", json={"branch": "qa"},
@@ -278,7 +282,7 @@ def test_another_person_can_neither_see_nor_add_to_my_upload(client_as, branches
 
 
 def test_a_piece_without_the_csrf_token_is_refused(client_as, branches):
-    client = client_as("member")
+    client = client_as("owner")
     upload = start_upload(client, 10).get_json()
     refused = client.post(f"{UPLOADS}/{upload['id']}/chunks?offset=0", data=b"x" * 10,
                           content_type="application/octet-stream")
@@ -288,7 +292,7 @@ def test_a_piece_without_the_csrf_token_is_refused(client_as, branches):
 
 
 def test_a_garbage_file_is_refused_at_import_and_nothing_is_queued(client_as, branches, db):
-    client = client_as("member")
+    client = client_as("owner")
     upload = start_upload(client, 11, name="acme.zip").get_json()
     send(client, upload, 0, b"not a zip!!")
     answer = client.post(f"{UPLOADS}/{upload['id']}/import", json={"branch": "qa"},
@@ -301,7 +305,7 @@ def test_a_garbage_file_is_refused_at_import_and_nothing_is_queued(client_as, br
 
 
 def test_an_unfinished_upload_cannot_be_imported(client_as, branches):
-    client = client_as("member")
+    client = client_as("owner")
     upload = start_upload(client, 100).get_json()
     answer = client.post(f"{UPLOADS}/{upload['id']}/import", json={"branch": "qa"},
                          headers={"X-CSRF-Token": csrf(client)})
@@ -309,7 +313,7 @@ def test_an_unfinished_upload_cannot_be_imported(client_as, branches):
 
 
 def test_abandoned_uploads_are_removed_after_the_expiry(client_as, branches, config, db):
-    client = client_as("member")
+    client = client_as("owner")
     old = start_upload(client, 10).get_json()
     stray = upload_jobs.uploads_dir(config) / "left-by-a-crash-0123456789"
     stray.mkdir()
@@ -337,7 +341,7 @@ def test_a_download_that_fails_midway_cuts_the_connection(app, client_as, branch
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        client = client_as("member")  # its session cookie, sent to the real server
+        client = client_as("owner")  # its session cookie, sent to the real server
         cookie = get_cookie(client, "appliance_session")
         conn = http.client.HTTPConnection("127.0.0.1", server.effective_port, timeout=10)
         conn.request("GET", f"/backups/{row['id']}/download",

@@ -135,7 +135,7 @@ def test_polling_answers_204_until_a_new_mail_arrives(client_as, make_build, add
 def test_production_branch_explains_that_its_mail_is_sent_for_real(client_as, make_build,
                                                                    add_mail):
     make_build("main")
-    page = tab(client_as("member"), branch="main").get_data(as_text=True)
+    page = tab(client_as("owner"), branch="main").get_data(as_text=True)
     assert "Production sends real mail" in page
     assert 'href="/projects/acme/settings"' in page and "hx-trigger" not in page
 

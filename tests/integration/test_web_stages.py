@@ -36,7 +36,7 @@ def test_moves_by_form_refuse_a_second_production_and_land_in_the_history(
         client_as, db, people, work):
     project = people["project"]
     work.commit("Fix it", {"shop/fix.py": "x = 1\n"}, branch="hotfix", start="main")
-    client = client_as("member")
+    client = client_as("owner")
 
     response = post(client, "/projects/acme/branches/feature/cart/stage", stage="staging")
     assert response.status_code == 303 and response.headers["Location"] == "/projects/acme"
@@ -58,7 +58,7 @@ def test_moves_by_form_refuse_a_second_production_and_land_in_the_history(
     history = client.get("/projects/acme/branches/feature/cart").get_data(as_text=True)
     moves = re.findall(r"moved from (\w+) to (\w+)", history)
     assert moves == [("staging", "development"), ("development", "staging")]  # newest first
-    assert history.count("member ·") >= 2
+    assert history.count("owner ·") >= 2
     main = client.get("/projects/acme/branches/main").get_data(as_text=True)
     assert "moved from production to development" in main
     assert "moved from" not in client.get("/projects/acme/branches/hotfix").get_data(as_text=True)
@@ -92,11 +92,36 @@ def test_a_branch_named_like_an_action_keeps_its_page(client_as, db, people, wor
     assert stage_of(db, people["project"], "fix/stage") == "staging"
 
 
+def test_a_developer_moves_development_branches_to_staging_but_not_production_s(
+        client_as, db, people, work):
+    project = people["project"]
+    client = client_as("member")
+    assert post(client, "/projects/acme/branches/feature/cart/stage",
+                stage="staging").status_code == 303
+    assert stage_of(db, project, "feature/cart") == "staging"
+    for branch, stage in (("main", "development"), ("feature/cart", "production")):
+        response = post(client, f"/projects/acme/branches/{branch}/stage", stage=stage)
+        assert response.status_code == 403, (branch, stage)
+        assert "does not allow this on production" in response.get_data(as_text=True)
+    assert stage_of(db, project, "main") == "production"
+    assert stage_of(db, project, "feature/cart") == "staging"
+
+
+def test_a_developer_cannot_merge_into_production_and_nothing_happens(client_as, db, people,
+                                                                      work):
+    before = work.head("main")
+    response = post(client_as("member"), "/projects/acme/branches/feature/cart/merge",
+                    target="main")
+    assert response.status_code == 403
+    assert work.head("main") == before
+    assert builds_of(db, people["project"], "main") == []
+
+
 # Merges
 
 def test_merge_fast_forwards_the_target_and_queues_its_build(client_as, db, people, work):
     feature_head = work.head("feature/cart")
-    client = client_as("member")
+    client = client_as("owner")
     response = post(client, "/projects/acme/branches/feature/cart/merge", target="main")
     assert response.status_code == 303
     page = client.get(response.headers["Location"]).get_data(as_text=True)
