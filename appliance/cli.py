@@ -101,7 +101,8 @@ def user_create(obj, name, admin, password_stdin):
     else:
         password = click.prompt("password", hide_input=True, confirmation_prompt=True)
     with obj.services.db.transaction() as conn:
-        users_store.create_user(conn, name, password, is_admin=admin)
+        users_store.create_user(conn, name, password, is_admin=admin,
+                                min_length=obj.config.accounts.password_min_length)
     click.echo(f"user {name} created{' (admin)' if admin else ''}")
 
 
@@ -116,7 +117,8 @@ def user_password(obj, name, password_stdin):
     else:
         password = click.prompt("new password", hide_input=True, confirmation_prompt=True)
     with obj.services.db.transaction() as conn:
-        users_store.set_password(conn, name, password)
+        users_store.set_password(conn, name, password,
+                                 min_length=obj.config.accounts.password_min_length)
     click.echo(f"password of {name} changed; their sessions have ended")
 
 
@@ -128,11 +130,20 @@ def token():
 @token.command("create")
 @click.argument("user_name", metavar="USER")
 @click.option("--label", default="", help="what the token is for")
-def token_create(user_name, label):
-    """Create a token for USER; it is shown once."""
+@click.option("--scope", "scopes", multiple=True, type=click.Choice(users_store.ALL_SCOPES),
+              help="what it may do, repeatable (default: all of them)")
+@click.option("--expires", default=None,
+              help="never, a date (YYYY-MM-DD) or days (default: [accounts] token_default_days)")
+def token_create(user_name, label, scopes, expires):
+    """Create a token for USER; it is shown once (users make their own on their page)."""
     obj = click.get_current_context().find_object(Context)
+    if expires is None:
+        days = obj.config.accounts.token_default_days
+        expires = str(days) if days else "never"
+    expires_at = users_store.token_expiry(expires)
+    scopes = scopes or users_store.ALL_SCOPES
     with obj.services.db.transaction() as conn:
-        click.echo(users_store.create_token(conn, user_name, label))
+        click.echo(users_store.create_token(conn, user_name, label, scopes, expires_at))
 
 
 @cli.group()

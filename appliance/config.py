@@ -17,6 +17,8 @@ from pathlib import Path
 from appliance.errors import ConfigError
 
 DEFAULT_PATH = Path("/etc/appliance/appliance.toml")
+# No configuration may allow passwords shorter than this.
+LOWEST_PASSWORD_LENGTH = 8
 
 # Debian 12 packages that run Odoo 16-18 from a source tree (measured on 18.0).
 ODOO_DEBIAN_PACKAGES = [
@@ -170,6 +172,13 @@ class BackupConfig:
 
 
 @dataclass
+class AccountsConfig:
+    password_min_length: int = 12
+    require_totp_for_admins: bool = False
+    token_default_days: int = 90
+
+
+@dataclass
 class ProxyConfig:
     base_domain: str = ""
     admin: str = "127.0.0.1:2019"
@@ -196,6 +205,7 @@ class Config:
     git: GitConfig = field(default_factory=GitConfig)
     backup: BackupConfig = field(default_factory=BackupConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
     source: Path | None = None
 
     def odoo_version(self, version: str) -> OdooVersion:
@@ -210,7 +220,7 @@ SECTIONS = {
     "server": ServerConfig, "paths": PathsConfig, "database": DatabaseConfig,
     "workers": WorkersConfig, "runtime": RuntimeConfig, "builds": BuildsConfig,
     "mail": MailConfig, "git": GitConfig, "backup": BackupConfig,
-    "proxy": ProxyConfig,
+    "proxy": ProxyConfig, "accounts": AccountsConfig,
 }
 
 
@@ -309,6 +319,7 @@ def load(path: Path | str | None = None, env: dict[str, str] | None = None) -> C
                 for name, cls in SECTIONS.items()}
     config = Config(odoo=_build_odoo(raw.get("odoo", {}), env), source=path, **sections)
     _check_exposure(config)
+    _check_accounts(config.accounts)
     return config
 
 
@@ -333,3 +344,11 @@ def _check_exposure(config: Config) -> None:
                                                              and proxy.key_path):
         raise ConfigError("[proxy] tls = \"files\" needs certificate_path and key_path "
                           "(a wildcard certificate of the base domain and its key)")
+
+
+def _check_accounts(accounts: AccountsConfig) -> None:
+    if accounts.password_min_length < LOWEST_PASSWORD_LENGTH:
+        raise ConfigError(f"[accounts] password_min_length = {accounts.password_min_length}: "
+                          f"at least {LOWEST_PASSWORD_LENGTH}")
+    if accounts.token_default_days < 0:
+        raise ConfigError("[accounts] token_default_days: a number of days, 0 for never")
