@@ -1,7 +1,10 @@
 """Git over HTTP(S): the smart protocol through `git http-backend`, token auth.
 
 `/git/<project>.git/...` is served by git's own CGI program, fed the request body and
-streamed back. Authentication is HTTP basic with a user name and a token. The repository's
+streamed back. Authentication is HTTP basic with a user name and a personal access token
+(made on the user's account page): fetching needs its git_read scope, pushing git_write.
+An unknown, expired or revoked token, or one of a disabled user, gets the same 401; a
+token without the scope a 403. git prints either message to the user. The repository's
 hooks (written by the appliance, see runtime.git.install_hooks) call back into
 `/git/-/hook/<name>` with a ticket made for this one push, and print our answer to the
 pusher.
@@ -19,7 +22,7 @@ import time
 
 from flask import Blueprint, Response, request
 
-from appliance.errors import GitError, UserError
+from appliance.errors import GitError, PermissionDenied, UserError
 from appliance.jobs import push
 from appliance.runtime import git
 from appliance.store import projects as projects_store
@@ -43,8 +46,9 @@ def _plain(text: str, status: int, headers: dict | None = None) -> Response:
                     mimetype="text/plain", headers=headers or {})
 
 
-def _authenticate():
-    """The user behind the basic auth header, or None."""
+def _authenticate(scope: str):
+    """The user behind the basic auth header, or None; PermissionDenied when their token
+    lacks `scope`."""
     header = request.headers.get("Authorization", "")
     if not header.startswith("Basic "):
         return None
@@ -53,7 +57,7 @@ def _authenticate():
     except (ValueError, UnicodeDecodeError):
         return None
     with common.db().transaction() as conn:
-        return users_store.user_by_token(conn, name, token)
+        return users_store.user_by_token(conn, name, token, scope)
 
 
 def _challenge(message: str) -> Response:
@@ -66,10 +70,16 @@ def serve(name: str, rest: str):
     service = request.args.get("service") if rest == "info/refs" else rest
     if service not in SERVICES:
         return _plain("only the smart HTTP protocol is served", 403)
-    user = _authenticate()
+    scope = "git_write" if service == "git-receive-pack" else "git_read"
+    try:
+        user = _authenticate(scope)
+    except PermissionDenied as exc:
+        return _plain(f"{exc}: make a token with that scope on your account page, "
+                      f"{_account_url()}", 403)
     if user is None:
-        return _challenge("authentication failed: use your user name and a token "
-                          "(`appliance token create USER`)")
+        return _challenge("authentication failed: use your user name and a personal access "
+                          "token as the password (unknown, expired and revoked tokens are "
+                          f"refused); make one on your account page, {_account_url()}")
     with common.db().transaction() as conn:
         try:
             project = projects_store.get_project(conn, name)
@@ -97,6 +107,10 @@ def serve(name: str, rest: str):
         env["APPLIANCE_HOOK_TICKET"] = _new_ticket(project, user)
         env["APPLIANCE_HOOK_URL"] = _hook_url()
     return _run_backend(env)
+
+
+def _account_url() -> str:
+    return common.config().server.public_url.rstrip("/") + "/account"
 
 
 def _refuse_push(message: str) -> Response:
@@ -212,7 +226,7 @@ def hook(name: str):
             project = projects_store.project_by_id(conn, grant["project_id"])
             user = users_store.get_user(conn, grant["user_id"])
             if name == "pre-receive":
-                lines = push.check(project, updates)
+                lines = push.check(project, updates, conn, user)
             else:
                 lines = push.received(conn, common.config(), project, user, updates)
     except UserError as exc:
