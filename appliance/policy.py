@@ -39,7 +39,7 @@ ACTIONS = {
     "shell": "Open a shell (browser and SSH)",
     "editor": "Edit code in the browser, commit and push",
     "rebuild": "Rebuild, start a stopped build, refresh from production",
-    "stage_moves": "Move branches into it and merge into it",
+    "stage_moves": "Push to its branches, move branches into it and merge into it",
     "backup_download": "Download its backups",
     "backup_restore": "Restore a backup or import a dump into it",
 }

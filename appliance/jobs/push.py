@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from appliance import layout
+from appliance import layout, policy
 from appliance.config import Config
 from appliance.errors import GitError, UserError
 from appliance.runtime import git
@@ -22,10 +22,15 @@ from appliance.store import projects as projects_store
 log = logging.getLogger(__name__)
 
 
-def check(project: dict, updates_text: str) -> list[str]:
-    """Refuse the push (UserError) unless every update is an acceptable branch update."""
+def check(project: dict, updates_text: str, conn=None, user: dict | None = None) -> list[str]:
+    """Refuse the push (UserError) unless every update is an acceptable branch update
+    and, for a pusher, one their role may make: pushing to a branch takes the right to
+    bring code into its stage (policy "stage_moves"; a new branch is development's, or
+    production's when it is the project's production branch and there is none yet)."""
     updates = git.parse_ref_updates(updates_text)
     problems = []
+    if user is not None:
+        problems += _not_allowed(conn, project, user, updates)
     for update in updates:
         if update.branch is None:
             if update.ref.startswith("refs/tags/"):
@@ -42,6 +47,18 @@ def check(project: dict, updates_text: str) -> list[str]:
     if problems:
         raise UserError("push refused, nothing was changed:\n" + "\n".join(problems))
     return []
+
+
+def _not_allowed(conn, project: dict, user: dict, updates) -> list[str]:
+    problems = []
+    for update in updates:
+        if update.branch is None:
+            continue
+        stage = projects_store.stage_for(conn, project, update.branch)
+        if not policy.allows(conn, user, project, "stage_moves", stage):
+            problems.append(f"{update.branch}: your role in {project['name']} may not push "
+                            f"to a {stage} branch")
+    return problems
 
 
 def received(conn, cfg: Config, project: dict, user: dict, updates_text: str) -> list[str]:

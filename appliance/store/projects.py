@@ -53,17 +53,27 @@ def list_projects(conn, user: dict | None = None) -> list[dict]:
            WHERE m.user_id = %s ORDER BY p.name""", (user["id"],)).fetchall()
 
 
+def stage_for(conn, project: dict, name: str) -> str:
+    """The branch's stage, or the one it gets when a push creates it: production for the
+    project's production branch while it has none, else development."""
+    row = conn.execute("SELECT stage FROM branches WHERE project_id = %s AND name = %s",
+                       (project["id"], name)).fetchone()
+    if row:
+        return row["stage"]
+    if name == project["production_branch"] and not conn.execute(
+            "SELECT 1 FROM branches WHERE project_id = %s AND stage = 'production'",
+            (project["id"],)).fetchone():
+        return "production"
+    return "development"
+
+
 def ensure_branch(conn, project: dict, name: str) -> tuple[dict, bool]:
     """The branch row, created on first push; returns (branch, created)."""
     row = conn.execute("SELECT * FROM branches WHERE project_id = %s AND name = %s",
                        (project["id"], name)).fetchone()
     if row:
         return row, False
-    stage = "development"
-    if name == project["production_branch"] and not conn.execute(
-            "SELECT 1 FROM branches WHERE project_id = %s AND stage = 'production'",
-            (project["id"],)).fetchone():
-        stage = "production"
+    stage = stage_for(conn, project, name)
     row = conn.execute(
         """INSERT INTO branches (project_id, name, stage) VALUES (%s, %s, %s)
            ON CONFLICT (project_id, name) DO UPDATE SET name = EXCLUDED.name
