@@ -22,10 +22,9 @@ import time
 
 from flask import Blueprint, Response, request
 
-from appliance.errors import GitError, PermissionDenied, UserError
-from appliance.jobs import push
+from appliance import gitserve
+from appliance.errors import GitError, NotFound, PermissionDenied, UserError
 from appliance.runtime import git
-from appliance.store import projects as projects_store
 from appliance.store import users as users_store
 from appliance.web import guard
 from appliance.web import common
@@ -35,7 +34,7 @@ blueprint = Blueprint("git", __name__)
 
 # A push ticket outlives the longest push we expect (a large first push on a slow line).
 TICKET_SECONDS = 3600
-SERVICES = ("git-upload-pack", "git-receive-pack")
+SERVICES = gitserve.SERVICES
 CHUNK = 64 * 1024
 _tickets: dict[str, dict] = {}
 _tickets_lock = threading.Lock()
@@ -82,27 +81,18 @@ def serve(name: str, rest: str):
                           f"refused); make one on your account page, {_account_url()}")
     with common.db().transaction() as conn:
         try:
-            project = projects_store.get_project(conn, name)
-        except UserError:
-            project = None
-        if project is None or not users_store.can_access(conn, user, project):
-            return _plain(f"project {name!r} does not exist (or you are not a member of it)", 404)
-    repo = common.config().paths.repos / f"{project['name']}.git"
-    if not repo.is_dir():
-        return _plain(f"project {name!r} has no repository", 404)
+            project, repo = gitserve.repository(conn, common.config(), user, name)
+        except NotFound as exc:
+            return _plain(str(exc), 404)
     env = _cgi_env(project, user, rest)
     if service == "git-receive-pack" and request.method == "POST":
-        limits = common.config().git
         try:
-            allowed = git.push_allowance(repo, request.content_length,
-                                         max_push=limits.max_push_bytes,
-                                         quota=limits.repository_quota)
+            allowed = gitserve.push_allowance(common.config(), repo, request.content_length)
         except GitError as exc:
             log.info("push to %s by %s refused: %s", project["name"], user["name"], exc)
             return _refuse_push(str(exc))
         # git itself stops a pack stream past this, should the length be unknown
-        env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="receive.maxInputSize",
-                   GIT_CONFIG_VALUE_0=str(allowed))
+        env.update(gitserve.max_input_env(allowed))
     if service == "git-receive-pack":
         env["APPLIANCE_HOOK_TICKET"] = _new_ticket(project, user)
         env["APPLIANCE_HOOK_URL"] = _hook_url()
@@ -223,12 +213,8 @@ def hook(name: str):
     updates = request.get_data(as_text=True)
     try:
         with common.db().transaction() as conn:
-            project = projects_store.project_by_id(conn, grant["project_id"])
-            user = users_store.get_user(conn, grant["user_id"])
-            if name == "pre-receive":
-                lines = push.check(project, updates, conn, user)
-            else:
-                lines = push.received(conn, common.config(), project, user, updates)
+            lines = gitserve.hook_answer(conn, common.config(), grant["project_id"],
+                                         grant["user_id"], name, updates)
     except UserError as exc:
         return _plain(str(exc), 400)
     return _plain("\n".join(lines), 200)
