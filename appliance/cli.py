@@ -11,7 +11,7 @@ import time
 import click
 
 from appliance import config as config_mod
-from appliance import layout, mime
+from appliance import layout, mime, policy
 from appliance.buildjson import build_json
 from appliance.cli_backup import backup
 from appliance.errors import ApplianceError, UserError
@@ -30,9 +30,20 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 class Context:
-    def __init__(self, config_path: str | None):
+    def __init__(self, config_path: str | None, acting_as: str | None = None):
         self.config_path = config_path
+        self.acting_as = acting_as
         self._services = None
+
+    def actor(self, conn) -> dict | None:
+        """The user named by --as, whose rights the command has; None: the operator."""
+        if not self.acting_as:
+            return None
+        return users_store.user_by_name(conn, self.acting_as)
+
+    def require(self, conn, project: dict, action: str, stage: str | None = None) -> None:
+        """Refuse (as the web does) what the --as user's role may not do."""
+        policy.require_actor(conn, self.actor(conn), project, action, stage)
 
     @property
     def config(self) -> config_mod.Config:
@@ -53,14 +64,17 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.option("--config", "config_path", envvar="APPLIANCE_CONFIG", type=click.Path(),
               help="the config file (default /etc/appliance/appliance.toml)")
 @click.option("-v", "--verbose", is_flag=True, help="log at DEBUG level")
+@click.option("--as", "acting_as", metavar="USER", default=None,
+              help="act as this user, with their rights (appliance.policy); "
+                   "without it the command acts as the server's operator")
 @click.pass_context
-def cli(ctx, config_path, verbose):
+def cli(ctx, config_path, verbose, acting_as):
     """The Odoo appliance: push a branch, get a tested Odoo build."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The scheduler logs every run of every job at INFO: only its problems are news.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    ctx.obj = Context(config_path)
+    ctx.obj = Context(config_path, acting_as)
 
 
 @cli.command()
@@ -241,7 +255,8 @@ def build_rebuild(obj, branch_name, project_name):
     from appliance.jobs import stages
     with obj.services.db.transaction() as conn:
         proj = _project_of_branch(conn, branch_name, project_name)
-    row = stages.rebuild(obj.services, proj, branch_name, None)
+        actor = obj.actor(conn)
+    row = stages.rebuild(obj.services, proj, branch_name, actor)
     click.echo(f"build #{row['id']} queued: {layout.build_page(obj.services.config, row['id'])}")
 
 
@@ -270,7 +285,8 @@ def branch_stage(obj, project_name, branch_name, stage):
     from appliance.jobs import stages
     with obj.services.db.transaction() as conn:
         proj = projects_store.get_project(conn, project_name)
-    stages.move(obj.services, proj, branch_name, stage, None)
+        actor = obj.actor(conn)
+    stages.move(obj.services, proj, branch_name, stage, actor)
     click.echo(f"{branch_name} is now in {stage}")
 
 
@@ -284,7 +300,8 @@ def branch_merge(obj, project_name, source, target):
     from appliance.jobs import stages
     with obj.services.db.transaction() as conn:
         proj = projects_store.get_project(conn, project_name)
-    result = stages.merge(obj.services, proj, source, target, None)
+        actor = obj.actor(conn)
+    result = stages.merge(obj.services, proj, source, target, actor)
     click.echo(f"merged {source} into {target} ({result.kind}, {result.commit[:8]}); "
                f"build #{result.build['id']} queued")
 
@@ -297,7 +314,9 @@ def branch_merge(obj, project_name, source, target):
 def logs(obj, build_id, name, follow):
     """Print a build's log (install, pip or odoo)."""
     with obj.services.db.transaction() as conn:
-        builds_store.get_build(conn, build_id)
+        row = builds_store.get_build(conn, build_id)
+        obj.require(conn, projects_store.project_by_id(conn, row["project_id"]), "logs",
+                    row["stage"])
     path = layout.log_path(obj.services.config, build_id, name)
     offset, found = 0, False
     while True:
@@ -334,7 +353,9 @@ def mail():
 def mail_list(obj, build_id, search, page, as_json):
     """List the mails a build sent, newest first."""
     with obj.services.db.transaction() as conn:
-        builds_store.get_build(conn, build_id)
+        row = builds_store.get_build(conn, build_id)
+        obj.require(conn, projects_store.project_by_id(conn, row["project_id"]), "mails",
+                    row["stage"])
         rows = mails_store.list_mails(conn, build_id=build_id, search=search, page=page)
     if as_json:
         click.echo(json.dumps([mails_store.to_json(r) for r in rows], indent=2))
@@ -353,6 +374,9 @@ def mail_show(obj, mail_id, raw):
     """Show one caught mail: its envelope, headers and text, or the raw message."""
     with obj.services.db.transaction() as conn:
         row = mails_store.get_mail(conn, mail_id)
+        build_row = builds_store.get_build(conn, row["build_id"])
+        obj.require(conn, projects_store.project_by_id(conn, row["project_id"]), "mails",
+                    build_row["stage"])
     if raw:
         sys.stdout.buffer.write(row["raw"])
         sys.stdout.buffer.flush()

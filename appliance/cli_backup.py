@@ -9,6 +9,7 @@ import json
 
 import click
 
+from appliance import policy
 from appliance.cli_backup_targets import target, verify
 from appliance.errors import UserError
 from appliance.store import backups as backups_store
@@ -32,6 +33,8 @@ def backup_list(obj, project_name, branch, forgotten, as_json):
     with obj.services.db.transaction() as conn:
         project = projects_store.get_project(conn, project_name)
         branch_row = projects_store.get_branch(conn, project, branch) if branch else None
+        obj.require(conn, project, "backup_download",
+                    branch_row["stage"] if branch_row else policy.ANY_STAGE)
         rows = backups_store.list_backups(conn, project, branch_row, forgotten=forgotten)
     if as_json:
         click.echo(json.dumps([backups_store.to_json(row) for row in rows], indent=2))
@@ -54,6 +57,10 @@ def backup_create(obj, project_name, branch, as_json):
     from appliance.jobs import backup as backup_jobs
     with obj.services.db.transaction() as conn:
         project = projects_store.get_project(conn, project_name)
+        target = projects_store.get_branch(conn, project, branch) if branch else \
+            projects_store.production_branch(conn, project)
+        obj.require(conn, project, "backup_download",
+                    target["stage"] if target else policy.ANY_STAGE)
     row = backup_jobs.create(obj.services, project, branch, "manual")
     if as_json:
         click.echo(json.dumps(backups_store.to_json(row), indent=2))
@@ -98,10 +105,12 @@ def backup_restore(obj, project_name, backup_id, branch, yes, as_json):
     project = _project(obj, project_name)
     with obj.services.db.transaction() as conn:
         stage = projects_store.get_branch(conn, project, branch)["stage"]
+        obj.require(conn, project, "backup_restore", stage)
+        actor = obj.actor(conn)
     if not yes:
         click.confirm(f"Replace the database and files of {project_name}/{branch} ({stage}) "
                       f"with backup #{backup_id}?", abort=True, err=True)
-    build = restores.request_restore(obj.services, project, backup_id, branch, None)
+    build = restores.request_restore(obj.services, project, backup_id, branch, actor)
     _queued(obj, build, f"restore of backup #{backup_id} into {branch}", as_json)
 
 
@@ -121,8 +130,11 @@ def backup_download(obj, project_name, backup_id, kind, output, as_json):
     project = _project(obj, project_name)
     with obj.services.db.transaction() as conn:
         row = backups_store.get(conn, backup_id)
-    if row["project_id"] != project["id"]:
-        raise UserError(f"{project_name} has no backup #{backup_id}")
+        if row["project_id"] != project["id"]:
+            raise UserError(f"{project_name} has no backup #{backup_id}")
+        stage = conn.execute("SELECT stage FROM branches WHERE id = %s",
+                             (row["branch_id"],)).fetchone() if row["branch_id"] else None
+        obj.require(conn, project, "backup_download", stage["stage"] if stage else "production")
     written = write_download(obj.services, row, kind, output)
     if output == "-":
         return
@@ -146,7 +158,9 @@ def backup_import(obj, project_name, source, branch, as_json):
     into BRANCH. It is checked before anything is queued."""
     from appliance.cli_backup_files import import_source
     project = _project(obj, project_name)
-    build, name = import_source(obj.services, project, source, branch)
+    with obj.services.db.transaction() as conn:
+        actor = obj.actor(conn)
+    build, name = import_source(obj.services, project, source, branch, actor)
     _queued(obj, build, f"import of {name} into {branch}", as_json)
 
 

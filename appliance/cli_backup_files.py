@@ -64,9 +64,10 @@ def write_download(svc, row: dict, kind: str, output: str | None) -> dict:
             "sha256": digest.hexdigest()}
 
 
-def import_source(svc, project: dict, source: str, branch: str) -> tuple[dict, str]:
-    """Queue the import of a file or an http(s) URL into `branch`; returns (the build,
-    the name of what is imported). A URL is downloaded first into an upload, which the
+def import_source(svc, project: dict, source: str, branch: str,
+                  user: dict | None = None) -> tuple[dict, str]:
+    """Queue the import of a file or an http(s) URL into `branch`, for `user` (None: the
+    operator); returns (the build, the name of what is imported). A URL is downloaded first into an upload, which the
     build removes when it ends (and which goes at once if the import is refused)."""
     from appliance.jobs import restores
     if source.lower().startswith(("http://", "https://")):
@@ -74,7 +75,7 @@ def import_source(svc, project: dict, source: str, branch: str) -> tuple[dict, s
         try:
             build = restores.request_import(svc, project,
                                             upload_jobs.data_path(svc.config, row["id"]),
-                                            row["name"], branch, None, remove_after=True)
+                                            row["name"], branch, user, remove_after=True)
         except BaseException:
             with svc.db.transaction() as conn:
                 uploads_store.delete(conn, row["id"])
@@ -87,4 +88,4 @@ def import_source(svc, project: dict, source: str, branch: str) -> tuple[dict, s
     if not path.is_file():
         raise UserError(f"{source}: no such file (or not a regular file)")
     upload_jobs.check_size(svc.config, path.stat().st_size)
-    return restores.request_import(svc, project, path, path.name, branch, None), path.name
+    return restores.request_import(svc, project, path, path.name, branch, user), path.name
