@@ -150,6 +150,13 @@ class GitConfig:
 
 
 @dataclass
+class SshConfig:
+    user: str = "appliance"
+    host: str = ""
+    port: int = 22
+
+
+@dataclass
 class BackupConfig:
     daily: bool = True
     daily_first_hour: int = 1
@@ -203,6 +210,7 @@ class Config:
     builds: BuildsConfig = field(default_factory=BuildsConfig)
     mail: MailConfig = field(default_factory=MailConfig)
     git: GitConfig = field(default_factory=GitConfig)
+    ssh: SshConfig = field(default_factory=SshConfig)
     backup: BackupConfig = field(default_factory=BackupConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
@@ -219,7 +227,7 @@ class Config:
 SECTIONS = {
     "server": ServerConfig, "paths": PathsConfig, "database": DatabaseConfig,
     "workers": WorkersConfig, "runtime": RuntimeConfig, "builds": BuildsConfig,
-    "mail": MailConfig, "git": GitConfig, "backup": BackupConfig,
+    "mail": MailConfig, "git": GitConfig, "ssh": SshConfig, "backup": BackupConfig,
     "proxy": ProxyConfig, "accounts": AccountsConfig,
 }
 
