@@ -14,6 +14,7 @@ from appliance import config as config_mod
 from appliance import layout, mime, policy
 from appliance.buildjson import build_json
 from appliance.cli_backup import backup
+from appliance.cli_ssh import COMMANDS as SSH_COMMANDS
 from appliance.errors import ApplianceError, UserError
 from appliance.runtime import buildfs
 from appliance.store import builds as builds_store
@@ -158,6 +159,11 @@ def token_create(user_name, label, scopes, expires):
     scopes = scopes or users_store.ALL_SCOPES
     with obj.services.db.transaction() as conn:
         click.echo(users_store.create_token(conn, user_name, label, scopes, expires_at))
+
+
+# `appliance key add|list|remove`, and ssh-install, ssh-keys, ssh-command (cli_ssh.py).
+for _command in SSH_COMMANDS:
+    cli.add_command(_command)
 
 
 @cli.group()
