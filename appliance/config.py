@@ -200,6 +200,11 @@ class ProxyConfig:
 
 
 @dataclass
+class EditorConfig:
+    max_file_bytes: int = 1024 * 1024
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -213,6 +218,7 @@ class Config:
     ssh: SshConfig = field(default_factory=SshConfig)
     backup: BackupConfig = field(default_factory=BackupConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    editor: EditorConfig = field(default_factory=EditorConfig)
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
     source: Path | None = None
 
@@ -229,6 +235,7 @@ SECTIONS = {
     "workers": WorkersConfig, "runtime": RuntimeConfig, "builds": BuildsConfig,
     "mail": MailConfig, "git": GitConfig, "ssh": SshConfig, "backup": BackupConfig,
     "proxy": ProxyConfig, "accounts": AccountsConfig,
+    "editor": EditorConfig,
 }
 
 

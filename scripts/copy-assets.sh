@@ -8,11 +8,21 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 vendor="$root/appliance/web/static/vendor"
 modules="$root/node_modules"
 
-if [ ! -d "$modules/htmx.org" ] || [ ! -d "$modules/zxcvbn" ]; then
+if [ ! -d "$modules/htmx.org" ] || [ ! -d "$modules/zxcvbn" ] || [ ! -d "$modules/codemirror" ]; then
     (cd "$root" && npm install --no-audit --no-fund)
 fi
 
 mkdir -p "$vendor"
 cp "$modules/htmx.org/dist/htmx.min.js" "$vendor/htmx.min.js"
 cp "$modules/zxcvbn/dist/zxcvbn.js" "$vendor/zxcvbn.js"
+# CodeMirror 5 (plain scripts, no bundler) for the Editor tab: search and the modes of
+# what an Odoo addon holds.
+cm="$modules/codemirror"
+mkdir -p "$vendor/codemirror"
+cp "$cm/lib/codemirror.js" "$cm/lib/codemirror.css" "$cm/addon/dialog/dialog.js" \
+   "$cm/addon/dialog/dialog.css" "$cm/addon/search/searchcursor.js" "$cm/addon/search/search.js" \
+   "$cm/addon/search/jump-to-line.js" "$cm/addon/edit/matchbrackets.js" "$vendor/codemirror/"
+for mode in python xml javascript css htmlmixed markdown sql properties shell rst; do
+    cp "$cm/mode/$mode/$mode.js" "$vendor/codemirror/"
+done
 echo "copied front-end assets into $vendor"

@@ -22,7 +22,7 @@ from concurrent.futures import wait as wait_futures
 import psycopg
 
 from appliance.errors import ApplianceError
-from appliance.jobs import backup, containers, development, production, staging
+from appliance.jobs import backup, containers, development, editor, production, staging
 from appliance.jobs.steps import BuildFailed
 from appliance.store import builds as builds_store
 from appliance.store import projects as projects_store
@@ -84,6 +84,8 @@ def run_task(svc, task: dict) -> None:
                 start_again(svc, build)
             elif task["kind"] == "stop_server":
                 containers.stop_server(svc, build, "server stopped by a user")
+            elif task["kind"] in editor.TASKS:
+                editor.run_task(svc, task)
     except ApplianceError as exc:
         error = str(exc)
     except Exception as exc:  # recorded on the task; the worker carries on

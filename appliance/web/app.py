@@ -14,6 +14,7 @@ from appliance.errors import NotFound, PermissionDenied, UserError
 from appliance.store.db import Database
 from appliance.web import (api, auth, backups, branches, builds, collaborators, common,
                            domains, mails, projects, proxy, uploads)
+from appliance.web.editor import blueprint as editor_blueprint
 from appliance.web.git_http import blueprint as git_blueprint
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def create_app(config: Config, db: Database) -> Flask:
     for blueprint in (auth.blueprint, projects.blueprint, branches.blueprint, builds.blueprint,
                       mails.blueprint, backups.blueprint, uploads.blueprint, api.blueprint,
                       proxy.blueprint, domains.blueprint, collaborators.blueprint,
-                      git_blueprint):
+                      editor_blueprint, git_blueprint):
         app.register_blueprint(blueprint)
     app.after_request(add_headers)
     if https:
