@@ -186,6 +186,11 @@ class AccountsConfig:
 
 
 @dataclass
+class AuditConfig:
+    retention_days: int = 365
+
+
+@dataclass
 class ProxyConfig:
     base_domain: str = ""
     admin: str = "127.0.0.1:2019"
@@ -205,6 +210,14 @@ class EditorConfig:
 
 
 @dataclass
+class ShellConfig:
+    listen: str = "127.0.0.1:0"
+    idle_minutes: float = 30.0
+    cast_dir: str = ""
+    cast_keep_days: int = 90
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -218,8 +231,10 @@ class Config:
     ssh: SshConfig = field(default_factory=SshConfig)
     backup: BackupConfig = field(default_factory=BackupConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    shell: ShellConfig = field(default_factory=ShellConfig)
     editor: EditorConfig = field(default_factory=EditorConfig)
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     source: Path | None = None
 
     def odoo_version(self, version: str) -> OdooVersion:
@@ -234,7 +249,8 @@ SECTIONS = {
     "server": ServerConfig, "paths": PathsConfig, "database": DatabaseConfig,
     "workers": WorkersConfig, "runtime": RuntimeConfig, "builds": BuildsConfig,
     "mail": MailConfig, "git": GitConfig, "ssh": SshConfig, "backup": BackupConfig,
-    "proxy": ProxyConfig, "accounts": AccountsConfig,
+    "proxy": ProxyConfig, "accounts": AccountsConfig, "audit": AuditConfig,
+    "shell": ShellConfig,
     "editor": EditorConfig,
 }
 
@@ -335,6 +351,9 @@ def load(path: Path | str | None = None, env: dict[str, str] | None = None) -> C
     config = Config(odoo=_build_odoo(raw.get("odoo", {}), env), source=path, **sections)
     _check_exposure(config)
     _check_accounts(config.accounts)
+    if config.audit.retention_days < 1:
+        raise ConfigError(f"[audit] retention_days = {config.audit.retention_days}: at "
+                          "least 1 (the audit trail keeps that many days)")
     return config
 
 
@@ -359,6 +378,11 @@ def _check_exposure(config: Config) -> None:
                                                              and proxy.key_path):
         raise ConfigError("[proxy] tls = \"files\" needs certificate_path and key_path "
                           "(a wildcard certificate of the base domain and its key)")
+    host, _, port = config.shell.listen.rpartition(":")
+    if host not in ("127.0.0.1", "[::1]", "localhost") or not port.isdigit():
+        raise ConfigError(f"[shell] listen = {config.shell.listen!r}: a loopback address "
+                          "and port (127.0.0.1:PORT); the proxy, or the browser on this "
+                          "machine, reaches the shell there")
 
 
 def _check_accounts(accounts: AccountsConfig) -> None:

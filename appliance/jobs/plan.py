@@ -59,10 +59,12 @@ def version_key(version: str) -> tuple[int, ...] | None:
 
 
 def make_plan(installed: dict[str, str] | None, manifests: Iterable[odoo.Manifest],
-              modules: Iterable[str], series: str) -> Plan:
+              modules: Iterable[str], series: str, force: Iterable[str] = ()) -> Plan:
     """The plan for a database with `installed` versions ({module: version}; None when
     there is no database yet) and a branch with `manifests`, of which `modules` are
-    the build's. `series` is the Odoo version (18.0) manifest versions are read in."""
+    the build's. `series` is the Odoo version (18.0) manifest versions are read in.
+    `force`: installed modules to update whatever their versions (odoo-update asked
+    from a production terminal)."""
     wanted = list(modules)
     if installed is None:
         return Plan("first", FIRST_SUMMARY, install=tuple(wanted))
@@ -84,9 +86,19 @@ def make_plan(installed: dict[str, str] | None, manifests: Iterable[odoo.Manifes
         elif new_key < version_key(old):
             notes.append(f"{manifest.name}: {old} is installed and the branch has {new}; "
                          "a version going down is not updated")
+    forced = []
+    for name in force:
+        if name in update or name in install:
+            continue
+        if name in installed:
+            update[name] = (installed[name], installed[name])
+            forced.append(name)
+        else:
+            notes.append(f"{name}: not installed, so not updated (odoo-update asked for it)")
     if not update and not install:
         return Plan("fast", FAST_SUMMARY, notes=tuple(notes))
-    parts = [f"update {m} {old} -> {new}" for m, (old, new) in sorted(update.items())]
+    parts = [f"update {m} {old} -> {new}" if m not in forced else f"update {m} (odoo-update)"
+             for m, (old, new) in sorted(update.items())]
     parts += [f"install {m} (new)" for m in install]
     return Plan("full", "; ".join(parts), update=update, install=tuple(install),
                 notes=tuple(notes))

@@ -78,7 +78,7 @@ def deploy(svc, project: dict, build: dict) -> None:
         return
 
     with steps.step("plan") as out:
-        plan = plan_deploy(svc, setup, code)
+        plan = plan_deploy(svc, setup, code, build.get("update_modules") or ())
         out["detail"] = plan.summary
         common.record(svc, build["id"], deploy=plan.deploy, plan=plan.as_json())
         common.event(svc, build, "update_plan", f"{plan.deploy} deploy: {plan.summary}",
@@ -101,11 +101,14 @@ def _retire(svc, previous: dict | None) -> None:
             builds_store.set_state(conn, previous["id"], BuildState.DONE, host_port=None)
 
 
-def plan_deploy(svc, setup: containers.OdooSetup, code: common.Code) -> Plan:
-    """Compare the versions installed in production with the revision's manifests."""
+def plan_deploy(svc, setup: containers.OdooSetup, code: common.Code,
+                force=()) -> Plan:
+    """Compare the versions installed in production with the revision's manifests;
+    `force`: modules to update anyway (odoo-update from a production terminal)."""
     installed = (svc.postgres.module_versions(setup.database)
                  if svc.postgres.exists(setup.database) else None)
-    return make_plan(installed, code.manifests, code.modules, setup.project["odoo_version"])
+    return make_plan(installed, code.manifests, code.modules, setup.project["odoo_version"],
+                     force)
 
 
 def first_deploy(svc, setup: containers.OdooSetup, plan: Plan, steps) -> None:

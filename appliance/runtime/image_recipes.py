@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from importlib import resources
 
 from appliance.config import RuntimeConfig
 from appliance.errors import ConfigError, UserError
@@ -16,6 +17,17 @@ from appliance.runtime.docker import CA_BUNDLE_PATH, CA_ENV_NAMES
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$")
 USER_HOME = "/var/lib/odoo"
 PYCACHE_DIR = "/var/cache/odoo-pycache"
+# What a build's terminal (the Shell tab, SSH) offers, installed in every runtime image.
+SHELL_PACKAGES = ["bash", "less", "lnav", "postgresql-client", "procps"]
+SHELL_RC = "/etc/appliance/bashrc"
+TOOLS_DIR = "/usr/local/lib/appliance"
+# The terminal's commands: name in /usr/local/bin -> the tool (appliance/runtime/
+# shell_tools/) it runs. The pg wrapper gives psql & co. the build's database.
+SHELL_COMMANDS = {"psql": "appliance-pg-wrapper", "pg_dump": "appliance-pg-wrapper",
+                  "pg_restore": "appliance-pg-wrapper", "odoo-update": "appliance-control",
+                  "odoo-restart": "appliance-control"}
+# Places in the home folder: logs, the source of the branch and of Odoo.
+HOME_LINKS = {"logs": "/var/log/odoo", "src/user": "/mnt/src/user", "src/odoo": "/opt/odoo"}
 
 
 def validate_packages(names: list[str], source: str) -> list[str]:
@@ -57,7 +69,32 @@ def _apt_install(packages: list[str]) -> str:
             "rm -rf /var/lib/apt/lists/*")
 
 
-def runtime_dockerfile(cfg: RuntimeConfig, packages: list[str], ca: bytes) -> str:
+def shell_tools() -> dict[str, bytes]:
+    """The terminal's tools, as files of the image's build context."""
+    folder = resources.files("appliance.runtime") / "shell_tools"
+    return {entry.name: entry.read_bytes() for entry in sorted(folder.iterdir(),
+                                                                key=lambda e: e.name)
+            if entry.name.startswith("appliance-")}
+
+
+def _shell_lines(tools: dict[str, bytes]) -> str:
+    """The terminal's rc file, commands and home links (root-owned: the container's
+    user cannot change them)."""
+    links = [f"ln -sf {TOOLS_DIR}/{tool} /usr/local/bin/{name}"
+             for name, tool in SHELL_COMMANDS.items()]
+    home = [f"ln -s {target} {USER_HOME}/{name}" for name, target in HOME_LINKS.items()]
+    names = " ".join(sorted(name for name in tools if name != "appliance-bashrc"))
+    return (f"COPY {names} {TOOLS_DIR}/\n"
+            f"COPY appliance-bashrc {SHELL_RC}\n"
+            f"RUN set -eux; chmod 0755 {TOOLS_DIR}/*; chmod 0644 {SHELL_RC}; "
+            + "; ".join(links) + "; "
+            "printf '#!/bin/sh\\nexec python3 /opt/odoo/odoo-bin \"$@\"\\n' "
+            "> /usr/local/bin/odoo-bin; chmod 0755 /usr/local/bin/odoo-bin; "
+            f"mkdir -p {USER_HOME}/src; " + "; ".join(home) + "\n")
+
+
+def runtime_dockerfile(cfg: RuntimeConfig, packages: list[str], ca: bytes,
+                       tools: dict[str, bytes] | None = None) -> str:
     uid = int(cfg.uid)
     return (
         f"FROM {cfg.base_image}\n"
@@ -65,9 +102,10 @@ def runtime_dockerfile(cfg: RuntimeConfig, packages: list[str], ca: bytes) -> st
         + f"RUN set -eux; {_apt_install(packages)}; "
         f"groupadd --gid {uid} odoo; "
         f"useradd --uid {uid} --gid {uid} --home-dir {USER_HOME} --create-home "
-        f"--shell /bin/sh odoo; "
+        f"--shell /bin/bash odoo; "
         f"install -d -o {uid} -g {uid} {PYCACHE_DIR}\n"
-        f"ENV PYTHONPYCACHEPREFIX={PYCACHE_DIR} PYTHONUNBUFFERED=1 LANG=C.UTF-8\n"
+        + (_shell_lines(tools) if tools else "")
+        + f"ENV PYTHONPYCACHEPREFIX={PYCACHE_DIR} PYTHONUNBUFFERED=1 LANG=C.UTF-8\n"
         "USER odoo\n"
         f"WORKDIR {USER_HOME}\n")
 

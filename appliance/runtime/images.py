@@ -38,8 +38,9 @@ from appliance.errors import ApplianceError, ConfigError, DockerError, ImageBuil
 from appliance.runtime import buildfs
 from appliance.runtime.docker import DockerRuntime, engine_errors
 # PYCACHE_DIR is named here too: the containers module takes it from the images.
-from appliance.runtime.image_recipes import (PYCACHE_DIR, parse_apt,  # noqa: F401
-                                             project_dockerfile, runtime_dockerfile,
+from appliance.runtime.image_recipes import (PYCACHE_DIR, SHELL_PACKAGES,  # noqa: F401
+                                             parse_apt, project_dockerfile,
+                                             runtime_dockerfile, shell_tools,
                                              validate_packages)
 
 logger = logging.getLogger(__name__)
@@ -274,20 +275,24 @@ def _ca_bytes(cfg: RuntimeConfig) -> bytes:
 
 
 def runtime_image(runtime: DockerRuntime, cfg: RuntimeConfig, log: Path) -> ImageResult:
-    """The base image plus the configured Debian packages and the `odoo` user."""
+    """The base image plus the configured Debian packages, the `odoo` user and what its
+    terminal offers (image_recipes.SHELL_PACKAGES and the shell tools)."""
     started = time.monotonic()
     packages = sorted(set(validate_packages(list(cfg.debian_packages),
-                                            "[runtime] debian_packages")) | {"python3"})
+                                            "[runtime] debian_packages"))
+                      | {"python3", *SHELL_PACKAGES})
     ca = _ca_bytes(cfg)
+    tools = shell_tools()
     ensure_base_image(runtime, cfg, log)
     base_id = _image_id(runtime, cfg.base_image)
     tag = f"{RUNTIME_REPOSITORY}:" + _digest(base_id, "\n".join(packages), str(cfg.uid),
-                                             ca, RECIPE_VERSION)
+                                             ca, *tools.values(), RECIPE_VERSION)
     with _tag_lock(tag):
         if image_exists(runtime, tag):
             return ImageResult(tag, cached=True, seconds=time.monotonic() - started)
         files = {"ca-bundle.crt": ca} if ca else {}
-        _build(runtime, cfg, tag=tag, dockerfile=runtime_dockerfile(cfg, packages, ca),
+        files.update(tools)
+        _build(runtime, cfg, tag=tag, dockerfile=runtime_dockerfile(cfg, packages, ca, tools),
                files=files, kind="runtime", log_path=log)
     log_result(tag, started)
     return ImageResult(tag, cached=False, seconds=time.monotonic() - started)
