@@ -42,9 +42,9 @@ DO $$
 DECLARE
     triggers text[];
 BEGIN
-    SELECT array_agg(DISTINCT found[1]) INTO triggers
+    SELECT array_agg(DISTINCT quoted[1]) INTO triggers
       FROM pg_constraint c,
-           regexp_matches(pg_get_constraintdef(c.oid), '''([a-z_]+)''', 'g') AS found
+           regexp_matches(pg_get_constraintdef(c.oid), '''([a-z_]+)''', 'g') AS quoted
      WHERE c.conrelid = 'builds'::regclass AND c.conname = 'builds_trigger_check';
     ALTER TABLE builds DROP CONSTRAINT builds_trigger_check;
     EXECUTE format('ALTER TABLE builds ADD CONSTRAINT builds_trigger_check CHECK (trigger = ANY (%L::text[]))',
