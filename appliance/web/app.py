@@ -16,6 +16,7 @@ from appliance.web import (api, auth, backups, branches, builds, collaborators, 
                            domains, mails, projects, proxy, uploads)
 from appliance.web.editor import blueprint as editor_blueprint
 from appliance.web.git_http import blueprint as git_blueprint
+from appliance.web.keys import blueprint as keys_blueprint
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ def create_app(config: Config, db: Database) -> Flask:
                       proxy.blueprint, domains.blueprint, collaborators.blueprint,
                       editor_blueprint, git_blueprint):
         app.register_blueprint(blueprint)
+    app.register_blueprint(keys_blueprint)  # the signed-in user's SSH keys
     app.after_request(add_headers)
     if https:
         app.after_request(add_hsts)
