@@ -214,7 +214,7 @@ def password_link(token: str):
         user = store_users.password_link_user(conn, token)
     if user is None:
         page = render_template("password_link.html", name=None, error=LINK_GONE, gone=True)
-        return make_response(page, 404, NO_STORE)
+        return make_response(page, 410, NO_STORE)
     if request.method == "POST":
         new = request.form.get("new_password", "")
         try:
@@ -223,7 +223,7 @@ def password_link(token: str):
             with db().transaction() as conn:
                 store_users.use_password_link(conn, token, new, _min_length())
         except NotFound:  # used meanwhile, in another tab
-            error, status = LINK_GONE, 404
+            error, status = LINK_GONE, 410
         except UserError as exc:
             error, status = str(exc), 400
         else:
@@ -232,6 +232,6 @@ def password_link(token: str):
             flash("Your password is set: sign in with it.")
             return redirect(url_for("auth.login"), 303)
     page = render_template("password_link.html", name=user["name"], error=error,
-                           gone=status == 404, min_length=_min_length())
+                           gone=status == 410, min_length=_min_length())
     return make_response(page, status, NO_STORE)
 

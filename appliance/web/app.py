@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 from appliance.config import Config
 from appliance.errors import NotFound, PermissionDenied, UserError
 from appliance.store.db import Database
-from appliance.web import (api, auth, backups, branches, builds, collaborators, common,
+from appliance.web import (account, api, auth, backups, branches, builds, collaborators, common,
                            domains, mails, projects, proxy, uploads)
 from appliance.web.editor import blueprint as editor_blueprint
 from appliance.web.git_http import blueprint as git_blueprint
@@ -50,6 +50,7 @@ def create_app(config: Config, db: Database) -> Flask:
     auth.install(app)
     common.install_template_helpers(app)
     for blueprint in (auth.blueprint, projects.blueprint, branches.blueprint, builds.blueprint,
+                      account.blueprint,
                       mails.blueprint, backups.blueprint, uploads.blueprint, api.blueprint,
                       proxy.blueprint, domains.blueprint, collaborators.blueprint,
                       editor_blueprint, git_blueprint):

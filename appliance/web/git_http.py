@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, request, url_for
 
 from appliance import gitserve
 from appliance.errors import GitError, NotFound, PermissionDenied, UserError
@@ -100,7 +100,7 @@ def serve(name: str, rest: str):
 
 
 def _account_url() -> str:
-    return common.config().server.public_url.rstrip("/") + "/account"
+    return common.config().server.public_url.rstrip("/") + url_for("account.index")
 
 
 def _refuse_push(message: str) -> Response:

@@ -253,7 +253,7 @@ def test_project_page_lists_branches_by_stage_with_coloured_cells(client_as, mak
     assert re.search(r'class="cell yellow[^"]*" data-build', development)
     assert re.search(r'class="cell grey" data-build', development)
     assert re.search(r'class="cell dark result-success" data-build', development)
-    assert f"/git/acme.git" in page and "appliance token create owner" in page
+    assert f"/git/acme.git" in page and 'href="/account#tokens"' in page
     assert 'hx-trigger="every 2s"' in page
 
 
