@@ -35,6 +35,7 @@ import zlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from appliance import policy
 from appliance.errors import ApplianceError, BackupError, UserError
 from appliance.jobs import backup_content as content
 from appliance.jobs import backup_copies
@@ -113,6 +114,7 @@ def create(svc, project: dict, branch: dict | str | None = None, kind: str = "ma
         raise UserError(f"unknown kind of backup {kind!r} (known: {', '.join(KINDS)})")
     with svc.db.transaction() as conn:
         branch = _branch(conn, project, branch)
+        policy.require_actor(conn, user, project, "backup_download", branch["stage"])
         content.find_source(svc, conn, project, branch)  # refuse early, before any wait
     repo = repository(svc)
     with project_lock(svc, project["id"], f"{kind} backup of {project['name']}"):

@@ -14,8 +14,9 @@ import logging
 
 from appliance import layout, policy
 from appliance.config import Config
-from appliance.errors import GitError, UserError
+from appliance.errors import GitError, NotFound, PermissionDenied, UserError
 from appliance.runtime import git
+from appliance.store import audit
 from appliance.store import builds as builds_store
 from appliance.store import projects as projects_store
 
@@ -28,9 +29,14 @@ def check(project: dict, updates_text: str, conn=None, user: dict | None = None)
     bring code into its stage (policy "stage_moves"; a new branch is development's, or
     production's when it is the project's production branch and there is none yet)."""
     updates = git.parse_ref_updates(updates_text)
-    problems = []
+    if project.get("archived_at") is not None:
+        raise UserError(f"push refused: {project['name']} is archived; an appliance admin "
+                        "can unarchive it")
     if user is not None:
-        problems += _not_allowed(conn, project, user, updates)
+        refused = _not_allowed(conn, project, user, updates)
+        if refused:
+            raise PermissionDenied("push refused, nothing was changed:\n" + "\n".join(refused))
+    problems = []
     for update in updates:
         if update.branch is None:
             if update.ref.startswith("refs/tags/"):
@@ -50,6 +56,9 @@ def check(project: dict, updates_text: str, conn=None, user: dict | None = None)
 
 
 def _not_allowed(conn, project: dict, user: dict, updates) -> list[str]:
+    """What the user's role may not push (NotFound when the project is not theirs)."""
+    if policy.principal(conn, user, project) in ("anonymous", "outsider"):
+        raise NotFound(f"no project {project['name']!r}")
     problems = []
     for update in updates:
         if update.branch is None:
@@ -78,6 +87,7 @@ def received(conn, cfg: Config, project: dict, user: dict, updates_text: str) ->
         if branch["stage"] == "staging" and branch["push_behaviour"] == "nothing":
             lines.append(f"{branch['name']} (staging): no build, its push behaviour is "
                          "'do nothing' (rebuild it from the appliance)")
+            _audit(conn, project, user, update, branch, None)
             continue
         head = git.commit_info(repo, update.new)
         build = builds_store.enqueue(conn, project=project, branch=branch, commit=head.sha,
@@ -90,7 +100,16 @@ def received(conn, cfg: Config, project: dict, user: dict, updates_text: str) ->
             lines.append(f"  it will answer at {names[0]} and {names[1]}")
         log.info("push to %s/%s by %s: build %s queued", project["name"], branch["name"],
                  user["name"], build["id"])
+        _audit(conn, project, user, update, branch, build["id"])
     return lines
+
+
+def _audit(conn, project, user, update, branch, build_id: int | None) -> None:
+    """The push in the audit trail, in the push's own transaction (git's transports do
+    not pass the client's address down here)."""
+    audit.record(conn, source="git", action="git.push", outcome="ok", user=user,
+                 project=project, branch=branch["name"], build_id=build_id,
+                 details={"old": update.old, "new": update.new, "stage": branch["stage"]})
 
 
 def _record_commits(conn, repo, project, branch, user, update) -> None:

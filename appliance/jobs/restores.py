@@ -47,6 +47,7 @@ def request_restore(svc, project: dict, backup_id: int, branch_name: str,
                     user: dict | None) -> dict:
     """Queue the restore of one of the project's backups into its production or a
     staging branch; returns the build. UserError, and nothing queued, when it cannot be."""
+    _may_replace(svc, project, branch_name, user)
     with svc.db.transaction() as conn:
         row = conn.execute("SELECT id FROM backups WHERE id = %s AND project_id = %s",
                            (int(backup_id), project["id"])).fetchone()
@@ -65,18 +66,24 @@ def request_import(svc, project: dict, path: Path, name: str, branch_name: str,
     not an Odoo database of the project's version. With remove_after, the build removes
     the file when it ends."""
     from appliance.jobs.dump_import import UploadLoader  # the formats' own module
+    _may_replace(svc, project, branch_name, user)
     path = Path(path).absolute()
     return _request(svc, project, branch_name, user, UploadLoader(path, name), "import",
                     {"file": str(path), "name": name, "remove_after": bool(remove_after)},
                     f"import of {name}")
 
 
-def _request(svc, project: dict, branch_name: str, user: dict | None, loader: Loader,
-             trigger: str, source: dict, what: str) -> dict:
+def _may_replace(svc, project: dict, branch_name: str, user: dict | None) -> None:
+    """Before anything else: the user's role may replace this branch's data."""
     with svc.db.transaction() as conn:
         target = projects_store.get_branch(conn, project, branch_name)
         policy.require_actor(conn, user, project, "backup_restore", target["stage"])
-        _check_target(target)
+
+
+def _request(svc, project: dict, branch_name: str, user: dict | None, loader: Loader,
+             trigger: str, source: dict, what: str) -> dict:
+    with svc.db.transaction() as conn:
+        _check_target(projects_store.get_branch(conn, project, branch_name))
     loader.check(project["odoo_version"])  # before anything is queued: a clear refusal
     with svc.db.transaction() as conn:
         branch = projects_store.get_branch(conn, project, branch_name)

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import BinaryIO
 
+from appliance import policy
 from appliance.errors import SystemFailure, UserError
 from appliance.store import builds as builds_store
 from appliance.store import uploads as uploads_store
@@ -133,7 +134,10 @@ def _open_data(cfg, upload_id: str, flags: int) -> int:
 def begin(svc, project: dict, user: dict | None, name: str, size: int,
           sha256: str | None = None) -> dict:
     """A new upload of `size` bytes; refused past the configured cap (UploadTooLarge) or
-    when the disk could not take it besides the uploads under way (UploadNoRoom)."""
+    when the disk could not take it besides the uploads under way (UploadNoRoom). The
+    user's role must allow imports on some stage (the import asks again for its own)."""
+    with svc.db.transaction() as conn:
+        policy.require_actor(conn, user, project, "backup_restore", policy.ANY_STAGE)
     check_size(svc.config, size)
     upload_id = uploads_store.new_id()
     with svc.db.transaction() as conn:
@@ -152,6 +156,7 @@ def append(svc, project: dict, user: dict | None, upload_id: str, offset: int,
     UploadConflict when `offset` is not what has arrived (or the upload is complete),
     UploadTooLarge past the announced size; a stream that ends early changes nothing."""
     with svc.db.transaction() as conn:
+        policy.require_actor(conn, user, project, "backup_restore", policy.ANY_STAGE)
         row = uploads_store.get(conn, upload_id, project=project, user=user, lock=True)
         if row["state"] != "receiving":
             raise UploadConflict(f"upload {upload_id} is {row['state']}", row["received"])
