@@ -40,7 +40,7 @@ from appliance.store import uploads as uploads_store
 from appliance.store import users as store_users
 from appliance.web import build_access, guard
 from appliance.jobs.proxy_config import ACCESS_COOKIE
-from tests.helpers_web import PASSWORD, login
+from tests.helpers_web import PASSWORD, csrf, login
 
 ROLES_ALLOWED = {  # action: {stage: roles besides admins}; appliance admins may all
     "view":            {"production": "tester developer", "staging": "tester developer",
@@ -592,3 +592,78 @@ def test_every_job_entry_point_refuses_whom_the_table_refuses_and_changes_nothin
                 elif got != "allow" and after != before:
                     wrong.append(f"{name} as {principal} on {stage}: refused but queued a build")
     assert wrong == [], "\n".join(wrong)
+
+
+# -- the issue's examples, each with its form's token: refused, and nothing happens ----------
+
+def signed_in(app, principal):
+    client = client_of(app, principal)
+    return client, csrf(client)
+
+
+def test_a_tester_cannot_merge_into_production_and_nothing_happens(app, world, db, config):
+    import pygit2
+    client, token = signed_in(app, "tester")
+    repo = pygit2.Repository(str(config.paths.repos / "acme.git"))
+    before = repo.references["refs/heads/main"].target
+    response = client.post("/projects/acme/branches/qa/merge",
+                           data={"target": "main", "csrf_token": token})
+    assert response.status_code == 403
+    assert repo.references["refs/heads/main"].target == before
+    with db.transaction() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM builds").fetchone()["n"] == 3
+
+
+def test_a_tester_cannot_open_a_production_shell(app, world, db):
+    client, token = signed_in(app, "tester")
+    build_id = world["ids"]["production"]["build_id"]
+    assert client.get(f"/builds/{build_id}/shell").status_code == 403
+    response = client.post(f"/builds/{build_id}/shell/ticket", data={"csrf_token": token})
+    assert response.status_code == 403
+    with db.transaction() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM shell_tickets").fetchone()["n"] == 0
+
+
+def test_a_tester_cannot_download_a_production_backup_but_may_staging_s(app, world):
+    client, _ = signed_in(app, "tester")
+    production = client.get(f"/backups/{world['ids']['production']['backup_id']}/download")
+    assert production.status_code == 403
+    staging = client.get(f"/backups/{world['ids']['staging']['backup_id']}/download")
+    assert staging.status_code not in (401, 403, 404)
+
+
+def test_a_developer_cannot_change_settings_and_nothing_changes(app, world, db):
+    client, token = signed_in(app, "developer")
+    response = client.post("/projects/acme/settings", data={
+        "csrf_token": token, "relay_host": "smtp.evil.example", "relay_port": "25",
+        "relay_security": "none", "mail_retention_days": "7"})
+    assert response.status_code == 403
+    with db.transaction() as conn:
+        project = store_projects.get_project(conn, "acme")
+    assert project["relay_host"] != "smtp.evil.example"
+    response = client.post("/projects/acme/permissions",
+                           data={"csrf_token": token, "production:logs:developer": "1"})
+    assert response.status_code == 403
+    with db.transaction() as conn:
+        assert not policy.allows(conn, world["users"]["developer"], project, "logs",
+                                 "production")
+
+
+def test_a_project_admin_s_matrix_change_takes_effect_at_once(app, world, db):
+    """An agency's client as a tester who sees staging only."""
+    admin, token = signed_in(app, "admin")
+    granted = {f"{stage}:{action}:{role}": "1"
+               for (stage, action), roles in policy.DEFAULTS.items()
+               for role in roles if role != "admin"
+               and not (role == "tester" and stage != "staging")}
+    assert admin.post("/projects/acme/permissions",
+                      data={"csrf_token": token, **granted}).status_code == 303
+    tester, _ = signed_in(app, "tester")
+    page = tester.get("/projects/acme").get_data(as_text=True)
+    assert 'data-branch="qa"' in page and 'data-branch="main"' not in page
+    assert tester.get(f"/builds/{world['ids']['production']['build_id']}").status_code == 403
+    assert tester.get(f"/builds/{world['ids']['development']['build_id']}").status_code == 403
+    assert tester.get(f"/builds/{world['ids']['staging']['build_id']}").status_code == 200
+    reset = admin.post("/projects/acme/permissions", data={"csrf_token": token, "reset": "1"})
+    assert reset.status_code == 303
+    assert tester.get(f"/builds/{world['ids']['production']['build_id']}").status_code == 200
