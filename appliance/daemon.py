@@ -1,8 +1,9 @@
 """The one process: waitress (web UI and git), the scheduler and the build workers.
 
-Started in order — state database (migrated), folders and hooks, reconcile, the mail
-catcher (its own asyncio loop), workers, scheduler, web server — and stopped in reverse
-on SIGTERM or SIGINT.
+Started in order — state database (migrated), folders and hooks, reconcile, the shell's
+WebSocket server and control sockets (an asyncio loop of their own), the proxy's routes,
+the mail catcher (its own asyncio loop), workers, scheduler, web server — and stopped in
+reverse on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from appliance.jobs.queue import BuildQueue
 from appliance.jobs.reconcile import reconcile
 from appliance.runtime import git
 from appliance.services import Services
+from appliance.shell.service import ShellService
 from appliance.store import db as store_db
 from appliance.web.app import create_app
 
@@ -143,6 +145,8 @@ def _weekly_check(svc) -> None:
 def serve(cfg: Config, ready: threading.Event | None = None) -> None:
     svc = open_services(cfg)
     reconcile(svc)
+    # The shell's WebSocket server and control sockets: its port is in the proxy's routes.
+    shell = ShellService(svc).start()
     proxy.refresh(svc, force=True)  # whatever Caddy ran, it now runs what the store says
     backup_jobs.recover(svc)
     backup_verify.recover(svc)
@@ -183,6 +187,7 @@ def serve(cfg: Config, ready: threading.Event | None = None) -> None:
         scheduler.shutdown(wait=False)
         backup_jobs.stop(svc)
         _stop_queue(queue, cfg.workers.stop_grace_seconds)
+        shell.stop()
         catcher.stop()
         svc.db.close()
         log.info("stopped")

@@ -8,7 +8,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 vendor="$root/appliance/web/static/vendor"
 modules="$root/node_modules"
 
-if [ ! -d "$modules/htmx.org" ] || [ ! -d "$modules/zxcvbn" ] || [ ! -d "$modules/codemirror" ]; then
+if [ ! -d "$modules/htmx.org" ] || [ ! -d "$modules/zxcvbn" ] || [ ! -d "$modules/codemirror" ] \
+   || [ ! -d "$modules/@xterm/xterm" ] || [ ! -d "$modules/@xterm/addon-fit" ]; then
     (cd "$root" && npm install --no-audit --no-fund)
 fi
 
@@ -25,4 +26,8 @@ cp "$cm/lib/codemirror.js" "$cm/lib/codemirror.css" "$cm/addon/dialog/dialog.js"
 for mode in python xml javascript css htmlmixed markdown sql properties shell rst; do
     cp "$cm/mode/$mode/$mode.js" "$vendor/codemirror/"
 done
+# xterm.js and its fit add-on (UMD builds, plain scripts) for the Shell tab.
+mkdir -p "$vendor/xterm"
+cp "$modules/@xterm/xterm/lib/xterm.js" "$modules/@xterm/xterm/css/xterm.css" \
+   "$modules/@xterm/addon-fit/lib/addon-fit.js" "$vendor/xterm/"
 echo "copied front-end assets into $vendor"

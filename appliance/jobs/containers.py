@@ -32,6 +32,7 @@ from appliance.jobs import mail as mail_jobs
 from appliance.jobs.steps import NO_STEPS, BuildFailed
 from appliance.runtime import buildfs, git, images, odoo
 from appliance.runtime.docker import LABEL_BUILD, LABEL_PROJECT, LABEL_ROLE, ContainerInfo, Mount
+from appliance.shell import control as shell_control
 from appliance.store import builds as builds_store
 from appliance.store.states import BuildState
 
@@ -43,6 +44,8 @@ DATA_DIR = "/var/lib/odoo/data"
 LOG_DIR = "/var/log/odoo"
 PYCACHE_DIR = images.PYCACHE_DIR
 CONF_PATH = "/etc/odoo/odoo.conf"
+# The server's control socket folder (shell.control), read-only.
+CONTROL_DIR = "/run/appliance"
 # In memory, so a read-only root filesystem still leaves Odoo and Python the scratch
 # space they expect; sizes count against the container's memory limit.
 TMPFS = {"/tmp": "rw,nosuid,nodev,size=256m,mode=1777"}
@@ -184,6 +187,9 @@ def mounts(svc, setup: OdooSetup, server: bool = False) -> list[Mount]:
         found.append(Mount(str(cache), PYCACHE_DIR))
     if server:
         found.append(Mount(str(paths.server_logs), LOG_DIR, read_only=False))
+        # odoo-update and odoo-restart in its terminals ask the daemon here (shell.control)
+        found.append(Mount(str(shell_control.folder(svc.config, setup.build_id)),
+                           CONTROL_DIR))
     return found
 
 
@@ -214,6 +220,8 @@ def common_args(svc, setup: OdooSetup) -> dict:
 def start_server(svc, setup: OdooSetup) -> ContainerInfo:
     """Start the build's long-running Odoo server, its port published."""
     make_writable(setup.paths.server_logs, svc.config.runtime.uid)
+    shell_control.prepare(svc, setup.build_id)
+    svc.extra.get("shell_nudge", lambda: None)()  # its control socket, now
     command = odoo.server_command(**common_args(svc, setup), logfile=f"{LOG_DIR}/odoo.log")
     info = svc.docker.start(
         name=container_name(svc, setup.build_id, "server"), image=setup.image,

@@ -31,6 +31,8 @@ INTERNAL_PREFIX = "/_proxy"
 SERVER_NAME = "appliance"
 # How long a request whose upstream failed is tried again (see _proxy).
 RETRY_SECONDS = 2
+# The UI's path of the terminals' WebSocket (appliance.shell.websocket.PATH).
+SHELL_PATH = "/-/shell/"
 # The header that carries a request's own path to the daemon's pages (wake, stopped).
 ORIGINAL_URI = "X-Appliance-Uri"
 # The cookie that lets members through to private builds (set for the base domain).
@@ -73,6 +75,7 @@ class Settings:
     acme_email: str = ""
     retry_after: int = 30
     upstream_host: str = "127.0.0.1"
+    shell: str = ""             # the shell's WebSocket server: host:port
 
     @classmethod
     def from_config(cls, cfg: Config) -> "Settings":
@@ -81,7 +84,8 @@ class Settings:
                    https_port=proxy.https_port, http_port=proxy.http_port, tls=proxy.tls,
                    certificate_path=proxy.certificate_path, key_path=proxy.key_path,
                    acme_email=proxy.acme_email, retry_after=proxy.retry_after_seconds,
-                   upstream_host=_loopback(cfg.runtime.publish_interface))
+                   upstream_host=_loopback(cfg.runtime.publish_interface),
+                   shell=cfg.shell.listen)
 
 
 def _loopback(interface: str) -> str:
@@ -210,6 +214,7 @@ def _route(settings: Settings, route: Route) -> dict:
         handle = [_subroute([
             {"match": [{"path": [INTERNAL_PREFIX, f"{INTERNAL_PREFIX}/*"]}],
              "handle": [_static(404, NOT_FOUND_HTML)], "terminal": True},
+            *_shell_route(settings),
             {"handle": [_proxy(route.upstream)]}])]
     elif route.action == "build":
         handle = ([*_watch(settings, route), _proxy(route.upstream)] if route.watched
@@ -233,6 +238,14 @@ def _route(settings: Settings, route: Route) -> dict:
     else:
         raise ValueError(f"unknown route action {route.action!r}")
     return {"match": match, "handle": handle, "terminal": True}
+
+
+def _shell_route(settings: Settings) -> list[dict]:
+    """The terminals' WebSocket path of the UI's name goes to the shell's server."""
+    if not settings.shell:
+        return []
+    return [{"match": [{"path": [SHELL_PATH, f"{SHELL_PATH}*"]}],
+             "handle": [_proxy(settings.shell)], "terminal": True}]
 
 
 def _watch(settings: Settings, route: Route) -> list[dict]:

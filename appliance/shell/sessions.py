@@ -30,8 +30,6 @@ from appliance.store.states import BuildState
 log = logging.getLogger(__name__)
 
 TERM = "xterm-256color"
-# Where the control socket's folder is mounted in the server container (shell.control).
-CONTROL_DIR = "/run/appliance"
 CONTROL_TOKEN_NAME = "APPLIANCE_SHELL_TOKEN"
 # Stages whose terminals are recorded.
 RECORDED_STAGES = ("production",)
@@ -41,7 +39,7 @@ class NotRunning(UserError):
     """The build has no server to open a terminal in."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Terminal:
     """An open terminal: the process side (`pty`), its session row, and what it runs on."""
     pty: docker_exec.PtyExec

@@ -17,6 +17,7 @@ from appliance.web import (account, api, auth, backups, branches, builds, collab
 from appliance.web.editor import blueprint as editor_blueprint
 from appliance.web.git_http import blueprint as git_blueprint
 from appliance.web.keys import blueprint as keys_blueprint
+from appliance.web.shell import blueprint as shell_blueprint
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def create_app(config: Config, db: Database) -> Flask:
                       editor_blueprint, git_blueprint):
         app.register_blueprint(blueprint)
     app.register_blueprint(keys_blueprint)  # the signed-in user's SSH keys
+    app.register_blueprint(shell_blueprint)  # a build's Shell tab (the terminal's page)
     app.after_request(add_headers)
     if https:
         app.after_request(add_hsts)

@@ -39,6 +39,7 @@ EVENT_LABELS = {
     "build_restarted": "Build restarted", "server_stopped": "Server stopped",
     "deploy": "Deploy", "update_plan": "Update plan", "rollback": "Rollback",
     "gc": "Database collected", "mail_released": "Mail released",
+    "shell": "Shell", "shell_command": "Shell command",
 }
 # What a push to a staging branch does; production always deploys the pushed revision,
 # development always makes a new build with tests.

@@ -237,3 +237,20 @@ def test_a_custom_domain_is_kept_lowercase_without_its_final_dot_and_apex_is_all
     from appliance.store.domains import check_name
     assert check_name("Shop.Example.COM.", "apps.example.com") == "shop.example.com"
     assert check_name("example.com", "apps.example.com") == "example.com"
+
+
+def test_the_ui_s_name_routes_the_shell_s_websocket_path_to_the_shell_server():
+    cfg = make_config()
+    cfg.shell.listen = "127.0.0.1:8765"
+    routes = proxy_config.plan_routes(cfg, [build(7, port=18007)])
+    document = proxy_config.caddy_config(proxy_config.Settings.from_config(cfg), routes)
+    server = document["apps"]["http"]["servers"][proxy_config.SERVER_NAME]
+    ui = next(r for r in server["routes"] if r.get("match") == [{"host": ["apps.example.com"]}])
+    inner = ui["handle"][0]["routes"]
+    shell = next(r for r in inner if r.get("match") == [{"path": ["/-/shell/", "/-/shell/*"]}])
+    assert shell["handle"][0]["upstreams"] == [{"dial": "127.0.0.1:8765"}]
+    # Before the UI's catch-all, and only on the UI's name: a build's name never has it.
+    assert inner.index(shell) < len(inner) - 1
+    build_route = next(r for r in server["routes"]
+                       if r.get("match") == [{"host": ["main-7.acme.apps.example.com"]}])
+    assert "8765" not in str(build_route)
