@@ -11,11 +11,11 @@ import time
 import click
 
 from appliance import config as config_mod
-from appliance import layout, mime, policy
+from appliance import cli_audit, layout, mime, policy
 from appliance.buildjson import build_json
 from appliance.cli_backup import backup
 from appliance.cli_ssh import COMMANDS as SSH_COMMANDS
-from appliance.errors import ApplianceError, UserError
+from appliance.errors import ApplianceError, PermissionDenied, UserError
 from appliance.runtime import buildfs
 from appliance.store import builds as builds_store
 from appliance.store import mails as mails_store
@@ -187,6 +187,50 @@ def project_create(obj, name, odoo_version, modules, members, demo):
     click.echo(f"project {created['name']} created (Odoo {created['odoo_version']})\n"
                f"  git remote add appliance {cfg.server.public_url.rstrip('/')}"
                f"/git/{created['name']}.git")
+
+
+def _appliance_admin_only(obj) -> None:
+    """With --as, only an appliance admin's account may rename or archive a project."""
+    with obj.services.db.transaction() as conn:
+        actor = obj.actor(conn)
+    if actor is not None and not actor["is_admin"]:
+        raise PermissionDenied("only an appliance admin may rename or archive a project")
+
+
+@project.command("rename")
+@click.argument("name")
+@click.argument("new_name")
+@pass_ctx
+def project_rename(obj, name, new_name):
+    """Rename a project nothing was pushed to yet (its repository and role too)."""
+    from appliance.jobs import project_admin
+    _appliance_admin_only(obj)
+    renamed = project_admin.rename(obj.services, name, new_name)
+    click.echo(f"project {name} is now {renamed['name']}\n  git remote add appliance "
+               f"{obj.services.config.server.public_url.rstrip('/')}/git/{renamed['name']}.git")
+
+
+@project.command("archive")
+@click.argument("name")
+@pass_ctx
+def project_archive(obj, name):
+    """Stop a project's servers, refuse its pushes and changes, hide it from its members'
+    lists; its data and backups are kept (unarchive brings it back)."""
+    from appliance.jobs import project_admin
+    _appliance_admin_only(obj)
+    stopped = project_admin.archive(obj.services, name, None)
+    click.echo(f"project {name} archived; {len(stopped)} server(s) being stopped")
+
+
+@project.command("unarchive")
+@click.argument("name")
+@pass_ctx
+def project_unarchive(obj, name):
+    """Let an archived project change again (its servers stay stopped until a build)."""
+    from appliance.jobs import project_admin
+    _appliance_admin_only(obj)
+    project_admin.unarchive(obj.services, name)
+    click.echo(f"project {name} unarchived")
 
 
 @project.command("list")
@@ -427,7 +471,8 @@ cli.add_command(backup)
 
 def main() -> None:
     try:
-        cli(standalone_mode=True)
+        with cli_audit.recorded(cli, sys.argv[1:]):  # the audit trail's row, once it ends
+            cli(standalone_mode=True)
     except ApplianceError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1 if isinstance(exc, UserError) else 3)

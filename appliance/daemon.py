@@ -20,6 +20,7 @@ from waitress import create_server
 
 from appliance import systemd_notify
 from appliance.config import Config
+from appliance.jobs import audit as audit_jobs
 from appliance.jobs import backup as backup_jobs
 from appliance.jobs import backup_copies, backup_verify
 from appliance.jobs import containers, gc, proxy, sleep
@@ -45,6 +46,8 @@ BODY_MARGIN_BYTES = 16 << 20
 
 # How often the cap on running servers is enforced besides after each build.
 SERVER_CAP_SECONDS = 60
+# The audit trail's daily prune (UTC), between the backups' hours and their verification.
+AUDIT_PRUNE_HOUR = 4
 
 
 def prepare(cfg: Config) -> None:
@@ -100,6 +103,10 @@ def start_scheduler(svc) -> BackgroundScheduler:
                       minutes=cfg.mail.prune_interval_minutes, id="mail-retention")
     scheduler.add_job(_supervised("uploads", upload_jobs.prune_abandoned, svc), "interval",
                       hours=1, id="uploads")  # uploads left alone past their expiry go
+    # Daily, at a quiet hour: the audit trail's rows past [audit] retention_days go.
+    scheduler.add_job(_supervised("audit-retention", audit_jobs.prune, svc), "cron",
+                      hour=AUDIT_PRUNE_HOUR, minute=40, coalesce=True, max_instances=1,
+                      id="audit-retention")
     # Hourly: each production's daily backup comes at its own hour (jobs/backup.py).
     scheduler.add_job(_supervised("backups", backup_jobs.run_daily, svc), "cron", minute=0,
                       jitter=cfg.backup.jitter_seconds, coalesce=True, max_instances=1,

@@ -45,12 +45,14 @@ def project_by_id(conn, project_id: int) -> dict:
 
 
 def list_projects(conn, user: dict | None = None) -> list[dict]:
-    """Projects visible to the user (all of them for an admin or with no user)."""
+    """Projects visible to the user (all of them for an admin or with no user); a member
+    no longer sees an archived project in the list."""
     if user is None or user["is_admin"]:
         return conn.execute("SELECT * FROM projects ORDER BY name").fetchall()
     return conn.execute(
         """SELECT p.* FROM projects p JOIN project_members m ON m.project_id = p.id
-           WHERE m.user_id = %s ORDER BY p.name""", (user["id"],)).fetchall()
+           WHERE m.user_id = %s AND p.archived_at IS NULL ORDER BY p.name""",
+        (user["id"],)).fetchall()
 
 
 def stage_for(conn, project: dict, name: str) -> str:

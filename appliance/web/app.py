@@ -14,6 +14,7 @@ from appliance.errors import NotFound, PermissionDenied, UserError
 from appliance.store.db import Database
 from appliance.web import (account, api, auth, backups, branches, builds, collaborators, common,
                            domains, mails, projects, proxy, uploads)
+from appliance.web import admin, admin_users, archived, audit, audit_hook
 from appliance.web.editor import blueprint as editor_blueprint
 from appliance.web.git_http import blueprint as git_blueprint
 from appliance.web.keys import blueprint as keys_blueprint
@@ -49,12 +50,15 @@ def create_app(config: Config, db: Database) -> Flask:
     )
     app.extensions[common.EXTENSION] = {"config": config, "db": db}
     auth.install(app)
+    archived.install(app)  # after the guard: it reads the project the guard found
+    audit_hook.install(app)
     common.install_template_helpers(app)
     for blueprint in (auth.blueprint, projects.blueprint, branches.blueprint, builds.blueprint,
                       account.blueprint,
                       mails.blueprint, backups.blueprint, uploads.blueprint, api.blueprint,
                       proxy.blueprint, domains.blueprint, collaborators.blueprint,
-                      editor_blueprint, git_blueprint):
+                      editor_blueprint, admin.blueprint, admin_users.blueprint,
+                      audit.blueprint, git_blueprint):
         app.register_blueprint(blueprint)
     app.register_blueprint(keys_blueprint)  # the signed-in user's SSH keys
     app.register_blueprint(shell_blueprint)  # a build's Shell tab (the terminal's page)
@@ -102,6 +106,7 @@ def refused(exc: UserError):
         return error_page(400, str(exc))
     back, keep_form = declared
     log.info("refused %s %s: %s", request.method, request.path, exc)
+    audit_hook.note_reason(str(exc))
     if keep_form:
         session[common.REFUSED_FORM] = {
             key: value for key, value in request.form.items()
@@ -112,6 +117,7 @@ def refused(exc: UserError):
 
 def error_page(code: int, message: str, title: str | None = None):
     """An error as JSON for the API and the git client, as a page for people."""
+    audit_hook.note_reason(message)
     if code == 404:
         # Never echo what was asked for: "no project 'x'" and "not visible to you" look alike.
         message = "Nothing here, or nothing you may see."
