@@ -60,6 +60,7 @@ class Page:
     folders: list[tuple[str, list[source_tree.Entry], bool]]  # (path, entries, cut)
     file: source_tree.FileView | None
     read_only: str | None   # why the tree cannot be changed, or None
+    absent: str | None = None  # why there is no tree to show, or None
 
 
 def load(conn, build_id: int) -> Target:
@@ -108,6 +109,12 @@ def page(svc, target: Target, raw_path: str | None) -> Page:
     """The editor's view of raw_path (the root when empty)."""
     root = source_root(svc.config, target.build)
     parts = source_tree.parse(raw_path)
+    if not root.is_dir():
+        state = target.build["state"]
+        why = ("it is not checked out yet" if state in UNSETTLED_STATES
+               else "it was collected" if state == BuildState.DROPPED else "it is gone")
+        return Page((), [], None, read_only_reason(target) or why,
+                    absent=f"This build has no source tree: {why}.")
     kind = source_tree.kind_of(root, parts)
     if kind in ("link", "other"):
         raise source_tree.BadPath(f"{source_tree.joined(parts)}: a symbolic link or a "

@@ -81,6 +81,7 @@ def save(build_id: int):
         raise
     except UserError as exc:
         # Shown with the text as typed, so nothing typed is lost to a refusal.
+        log.info("refused saving %s in build #%s: %s", path, build_id, exc)
         target = _target(build_id)
         status = 409 if isinstance(exc, source_tree.Changed) else 400
         current = _current_digest(target, path)

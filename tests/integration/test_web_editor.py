@@ -198,7 +198,8 @@ def test_commit_and_push_commits_as_the_user_on_the_branch_and_queues_its_build(
     head = work.head("feature/cart")
     commit = pygit2.Repository(str(work.bare))[head]
     assert (commit.author.name, commit.author.email) == ("member", "member@127.0.0.1")
-    assert commit.message == "Sell pears\n" and [str(p) for p in commit.parent_ids] == [build["commit"]]
+    assert commit.message == "Sell pears\n"
+    assert [str(p) for p in commit.parent_ids] == [build["commit"]]
     assert commit.tree[CART].data == b"items = ['pear']\n"
     assert commit.tree["shop/models.py"].data == b"price = 1\n"
     newest = builds_of(db, people, "feature/cart")[0]
@@ -223,3 +224,17 @@ def test_a_commit_goes_on_top_of_other_files_changed_on_the_branch_meanwhile(
     assert [str(p) for p in commit.parent_ids] == [upstream]
     assert commit.tree["shop/models.py"].data == b"price = 0\n"
     assert commit.tree[CART].data == b"items = ['fig']\n"
+
+
+def test_a_build_without_its_tree_says_why_and_the_tab_shows_where_the_role_may_edit(
+        client_as, make_build, checkout):
+    queued = make_build("feature/cart")
+    member = client_as("member")
+    page = member.get(editor(queued)).get_data(as_text=True)
+    assert "This build has no source tree: it is not checked out yet." in page
+    assert ">Save</button>" not in page and "Restart server" not in page
+    development, production = checkout(), checkout("main")
+    assert ">Editor</a>" in member.get(f"/builds/{development['id']}").get_data(as_text=True)
+    assert ">Editor</a>" not in member.get(f"/builds/{production['id']}").get_data(as_text=True)
+    assert ">Editor</a>" in client_as("owner").get(f"/builds/{production['id']}").get_data(
+        as_text=True)
