@@ -141,8 +141,7 @@ def totp_setup_wall():
     target = url_for("account.totp")
     if is_htmx():
         return "", 401, {"HX-Redirect": target}
-    flash(message, "error")
-    return redirect(target)
+    return redirect(target)  # the set-up page says why
 
 
 def check_csrf():

@@ -258,6 +258,9 @@ def test_an_admin_required_to_use_totp_reaches_only_its_set_up_until_it_is_on(ap
         response = admin.get(path)
         assert response.status_code == 302, path
         assert response.headers["Location"].endswith("/account/totp"), path
+    swapped = admin.get("/projects/acme", headers={"HX-Request": "true"})
+    assert swapped.headers["HX-Redirect"] == "/account/totp"
+    assert "must set up two-factor" in admin.get("/account/totp").get_data(as_text=True)
     with db.transaction() as conn:
         token = store_users.create_token(conn, "admin", "script", ["api"])
     api = app.test_client().get("/api/projects", headers={"Authorization": f"Bearer {token}"})
