@@ -11,6 +11,7 @@ import re
 
 import pytest
 
+from appliance import layout
 from appliance.jobs import disk_use, project_admin, push
 from appliance.jobs import projects as project_jobs
 from appliance.jobs import queue
@@ -180,9 +181,16 @@ def test_disk_use_counts_each_inode_once_and_never_follows_a_link(
         conn.execute("""INSERT INTO backups (project_id, kind, state, dump_bytes, files_bytes,
                         bytes_added) VALUES (%s, 'daily', 'done', 1000, 2000, 700),
                         (%s, 'daily', 'done', 1500, 2500, 300)""", (shop["id"], shop["id"]))
-    use = disk_use.measure(svc, shop)
+    database = layout.production_database(config, "shop")
+    svc.postgres.create_database(database, shop["db_role"])  # closed to others, as built
+    try:
+        use = disk_use.measure(svc, shop)
+    finally:
+        svc.postgres.drop_database(database)
     assert 256 << 10 <= use.data < 300 << 10
-    assert use.repository > 0 and use.databases == []
+    assert use.repository > 0
+    [(name, size)] = use.databases
+    assert name == database and size > 1 << 20
     assert (use.backups_kept, use.backup_added, use.backup_latest) == (2, 1000, 4000)
     page = admin.get("/admin/projects/shop").get_data(as_text=True)
     assert "Filestores and sessions" in page and "2 kept" in page
