@@ -119,8 +119,8 @@ def converse(url, *, ticket, cookie, origin=ORIGIN, send=(), rows=24, cols=80,
     async def run():
         received = b""
         async with websockets.connect(url, origin=origin, **_headers(cookie)) as ws:
-            await ws.send(json.dumps({"ticket": ticket, "rows": rows, "cols": cols}))
-            try:
+            try:  # a refusal may come before the hello is even sent
+                await ws.send(json.dumps({"ticket": ticket, "rows": rows, "cols": cols}))
                 for item in send:
                     await ws.send(json.dumps(item) if isinstance(item, dict) else item)
                     if isinstance(item, bytes):
