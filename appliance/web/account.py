@@ -17,7 +17,7 @@ from flask import (Blueprint, flash, g, make_response, redirect, render_template
                    session, url_for)
 
 from appliance import passwords
-from appliance.errors import NotFound, UserError
+from appliance.errors import UserError
 from appliance.store import totp as totp_store
 from appliance.store import users as store_users
 from appliance.web import auth, guard
@@ -206,10 +206,14 @@ def totp_disable():
 
 # A one-time link that sets a password
 
+def _link_url(token: str) -> str:
+    return url_for("account.password_link", token=token)
+
+
 @blueprint.route("/password/<token>", methods=["GET", "POST"])
 @guard.public
+@refusals_back_to(_link_url)
 def password_link(token: str):
-    error, status = None, 200
     with db().transaction() as conn:
         user = store_users.password_link_user(conn, token)
     if user is None:
@@ -217,21 +221,14 @@ def password_link(token: str):
         return make_response(page, 410, NO_STORE)
     if request.method == "POST":
         new = request.form.get("new_password", "")
-        try:
-            if new != request.form.get("confirm_password", ""):
-                raise UserError("The password and its confirmation differ.")
-            with db().transaction() as conn:
-                store_users.use_password_link(conn, token, new, _min_length())
-        except NotFound:  # used meanwhile, in another tab
-            error, status = LINK_GONE, 410
-        except UserError as exc:
-            error, status = str(exc), 400
-        else:
-            log.info("user %s set their password through a link", user["name"])
-            session.clear()
-            flash("Your password is set: sign in with it.")
-            return redirect(url_for("auth.login"), 303)
-    page = render_template("password_link.html", name=user["name"], error=error,
-                           gone=status == 410, min_length=_min_length())
-    return make_response(page, status, NO_STORE)
-
+        if new != request.form.get("confirm_password", ""):
+            raise UserError("The password and its confirmation differ.")
+        with db().transaction() as conn:
+            store_users.use_password_link(conn, token, new, _min_length())
+        log.info("user %s set their password through a link", user["name"])
+        session.clear()
+        flash("Your password is set: sign in with it.")
+        return redirect(url_for("auth.login"), 303)
+    page = render_template("password_link.html", name=user["name"], gone=False,
+                           min_length=_min_length())
+    return make_response(page, 200, NO_STORE)
