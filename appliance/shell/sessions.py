@@ -47,6 +47,7 @@ class Terminal:
     build: dict
     project: dict
     user: dict | None
+    token: str = ""  # its control token (CONTROL_TOKEN_NAME in its environment)
     recorder: cast.Recorder | None = None
     closed: bool = field(default=False)
 
@@ -128,7 +129,7 @@ def open_terminal(svc, user: dict | None, build_id: int, rows: int, cols: int,
         raise
     log.info("shell #%s opened on build #%s by %s (%s)", session["id"], build_id,
              user["name"] if user else "the appliance", channel)
-    return Terminal(pty, session, build, project, user, recorder)
+    return Terminal(pty, session, build, project, user, token, recorder)
 
 
 def close_terminal(svc, terminal: Terminal) -> None:
