@@ -42,8 +42,9 @@ def rename_blockers(conn, project: dict) -> list[str]:
                   (SELECT count(*) FROM backups WHERE project_id = %(id)s) AS backups,
                   (SELECT count(*) FROM uploads WHERE project_id = %(id)s) AS uploads""",
         {"id": project["id"]}).fetchone()
-    return [f"{counts[what]} {what[:-1] if counts[what] == 1 else what}"
-            for what in ("branches", "backups", "uploads") if counts[what]]
+    singular = {"branches": "branch", "backups": "backup", "uploads": "upload"}
+    return [f"{counts[what]} {singular[what] if counts[what] == 1 else what}"
+            for what in singular if counts[what]]
 
 
 def rename(svc, name: str, new_name: str) -> dict:

@@ -105,6 +105,13 @@ def test_renaming_is_refused_with_the_reason_once_a_branch_exists(admin, db, peo
     assert response.headers["Location"] == "/admin/projects/acme"
     [shown] = flashes(admin.get("/admin/projects/acme").get_data(as_text=True))
     assert "acme cannot be renamed: it has 2 branches" in shown
+    with db.transaction() as conn:
+        conn.execute("DELETE FROM branches WHERE name = 'main'")
+        conn.execute("INSERT INTO backups (project_id, kind, state) VALUES (%s, 'manual', "
+                     "'failed')", (people["project"]["id"],))
+    post(admin, "/admin/projects/acme/rename", new_name="acme-two")
+    assert "it has 1 branch, 1 backup." in flashes(admin.get("/admin/projects/acme")
+                                                   .get_data(as_text=True))[0]
     assert "git URL" in shown
     assert project_row(db, "acme") is not None and project_row(db, "acme-two") is None
 
