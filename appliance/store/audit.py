@@ -31,6 +31,8 @@ SAFE_FIELDS = frozenset({
     # collaborators and the admin pages
     "user", "user_name", "role", "reset", "odoo_version", "modules", "new_name", "admin", "demo",
     "disabled", "members",
+    # the editor (which file, the commit's message; never the file's content)
+    "path", "message",
     # tokens and keys (their names and scopes, never their values)
     "label", "scopes", "expires", "expires_on", "title",
     # uploads, backups, the command line
