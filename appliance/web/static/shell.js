@@ -23,6 +23,7 @@
   term.loadAddon(fit);
   term.open(screen);
   fit.fit();
+  box.dataset.size = term.rows + "x" + term.cols;
 
   function show(state, text) {
     box.dataset.state = state;
@@ -45,6 +46,7 @@
     send(bytes);
   });
   term.onResize(function (size) {
+    box.dataset.size = size.rows + "x" + size.cols;
     send(JSON.stringify({resize: [size.rows, size.cols]}));
   });
   window.addEventListener("resize", function () { fit.fit(); });
