@@ -3,8 +3,8 @@ the appliance serves, or refused with the words to show.
 
     git-upload-pack '/acme.git'      git fetch/clone of ssh://<user>@<host>/acme.git
     git-receive-pack 'acme.git'      git push to <user>@<host>:acme.git
-    build-42 [command...]            a shell in build 42 (a command: run it instead)
-    acme/feature/x [command...]      the same in the latest running build of a branch
+    build-42                         a shell in build 42
+    acme/feature/x                   the same in the latest running build of a branch
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class ShellRequest:
     build_id: int | None = None
     project: str | None = None
     branch: str | None = None
-    command: str = ""  # what to run instead of an interactive shell
+    command: str = ""  # words after the target: refused (only a shell is served)
 
     def target(self) -> str:
         return f"build-{self.build_id}" if self.build_id else f"{self.project}/{self.branch}"
@@ -52,8 +52,7 @@ def usage(destination: str, remote: str) -> str:
     return ("This account serves git and build shells, nothing else:\n"
             f"  git remote add appliance {remote}\n"
             f"  ssh -t {destination} build-<id>            a shell in a build\n"
-            f"  ssh -t {destination} <project>/<branch>    a shell in the branch's build\n"
-            f"  ssh {destination} build-<id> <command>      one command there\n")
+            f"  ssh -t {destination} <project>/<branch>    a shell in the branch's build\n")
 
 
 def parse(original: str | None) -> GitRequest | ShellRequest:
