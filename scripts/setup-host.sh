@@ -13,7 +13,8 @@
 #
 # Safe to re-run, and fast when everything is in place: every step checks first.
 # Writes nothing outside STATE_DIR except system configuration (packages, pg_hba.conf,
-# roles, a running dockerd) and the role's password file.
+# roles, a running dockerd, the sshd drop-in of the appliance's SSH user) and the role's
+# password file.
 #
 # The PostgreSQL role belongs to the host, not to one state folder, so its password does
 # too: it is kept once in the host's password file (root only, mode 600) and copied into
@@ -262,6 +263,26 @@ ensure_base_image() {
     PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PY" "${args[@]}"
 }
 
+# The SSH entry (git and build shells over SSH): `appliance ssh-install` writes the sshd
+# drop-in for [ssh] user. Only with PY, and when that system user exists and is not root:
+# a checkout whose daemon runs as root has no SSH user to give (the .deb makes one).
+ensure_ssh_entry() {
+    if [ -z "${PY:-}" ]; then
+        say "ssh: skipped (set PY to the venv's python to write the sshd drop-in)"
+        return
+    fi
+    local args=(-m appliance.cli) user
+    [ -z "${CONFIG:-}" ] || args+=(--config "$CONFIG")
+    user=$(PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PY" -c \
+        'import sys; from appliance import config; print(config.load(sys.argv[1] or None).ssh.user)' \
+        "${CONFIG:-}")
+    if ! getent passwd "$user" >/dev/null || [ "$(id -u "$user")" -eq 0 ]; then
+        say "ssh: skipped ([ssh] user = $user: no such system user, or root)"
+        return
+    fi
+    PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PY" "${args[@]}" ssh-install
+}
+
 main() {
     check_arguments "$@"
     mkdir -p "$1"
@@ -273,6 +294,7 @@ main() {
     ensure_roles_and_database
     start_docker
     ensure_base_image
+    ensure_ssh_entry
 }
 
 main "$@"
