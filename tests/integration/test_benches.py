@@ -115,3 +115,14 @@ def test_the_proxy_bench_measures_caddy_and_a_wake_up_once_and_prints_both_ratio
                  rf"\+ ready {SECONDS} +\(target: <= 1\.2x\)$",
                  rf"^proxy throughput: {RATIO}$", rf"^wake: {RATIO}$")
     assert out.rstrip().splitlines()[-2].startswith("proxy throughput: ")
+
+
+@pytest.mark.docker
+def test_the_shell_bench_times_keystroke_echoes_both_ways_and_ends_with_its_line(tmp_path):
+    db_password()
+    out, _ = run_bench(tmp_path, "shell.py", "--smoke")
+    millis = r"\d+\.\d\d ms"
+    assert_lines(out, r"^keystroke echo, 20 keys per way in each of 1 round\(s\):$",
+                 rf"^  WebSocket shell \(the Shell tab\) +p50 +{millis} +p95 +{millis}",
+                 rf"^  docker exec -it from a local pty +p50 +{millis} +p95 +{millis}")
+    assert re.fullmatch(rf"shell echo p95: {millis}, {RATIO}", out.rstrip().splitlines()[-1])
