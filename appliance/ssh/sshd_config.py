@@ -75,7 +75,7 @@ def wrapper_script(cfg: Config) -> str:
     return f"""#!/bin/sh
 # sshd's AuthorizedKeysCommand for the Odoo appliance's SSH user (see
 # /etc/ssh/sshd_config.d/odoo-appliance.conf): prints the registered key sshd was offered,
-# bound to the appliance's forced command, or nothing. Written by `appliance ssh-install`.
+# bound to the appliance's forced command, or nothing. See `appliance ssh-install`.
 exec {command} "$@"
 """
 

@@ -81,3 +81,20 @@ def test_addresses_leave_port_22_out_and_default_to_the_public_host():
     cfg.ssh.host, cfg.ssh.port = "ssh.example.com", 2222
     assert address.remote(cfg, "acme") == "ssh://appliance@ssh.example.com:2222/acme.git"
     assert address.destination(cfg) == "-p 2222 appliance@ssh.example.com"
+
+
+def test_the_package_ships_the_authorized_keys_command_as_ssh_install_writes_it(monkeypatch):
+    """The .deb's copy in /usr/lib/odoo-appliance is what `appliance ssh-install` would
+    write for the package's python and configuration: the postinst finds nothing to
+    change there, and dpkg owns the file."""
+    from pathlib import Path
+
+    from appliance.ssh import sshd_config
+    from tests.host import ROOT
+    monkeypatch.setattr("sys.executable", "/usr/bin/python3")
+    cfg = config_mod.Config(source=Path("/etc/appliance/appliance.toml"))
+    shipped = ROOT / "packaging" / "deb" / "ssh-authorized-keys"
+    assert shipped.read_text() == sshd_config.wrapper_script(cfg)
+    assert shipped.stat().st_mode & 0o777 == 0o755
+    install = (ROOT / "packaging" / "deb" / "debian" / "odoo-appliance.install").read_text()
+    assert f"packaging/deb/ssh-authorized-keys {str(sshd_config.WRAPPER.parent)[1:]}/" in install
