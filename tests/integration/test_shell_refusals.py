@@ -279,3 +279,14 @@ def test_signing_out_voids_the_cookie_the_server_reads(shell, client_as, make_bu
     with db.transaction() as conn:
         store_users.end_sessions(conn, people["owner"]["id"])
     refused(shell, ticket=ticket, cookie=cookie)
+
+
+def test_an_idle_terminal_gets_a_notice_and_is_closed(shell, client_as, make_build, config):
+    config.shell.idle_minutes = 0.01  # 0.6 s without a keystroke or output
+    build = make_build("feature", state="running")
+    owner = client_as("owner")
+    received, code, reason = converse(shell.url, ticket=ticket_for(owner, build["id"]),
+                                      cookie=session_cookie(owner), hang_up=False)
+    assert b"without activity" in received
+    assert (code, reason) == (1000, "closed: idle")
+    eventually(lambda: shell.started[0]["pty"].closed)
