@@ -192,6 +192,8 @@ def test_a_production_terminal_is_recorded_and_the_recording_is_downloadable(
     assert any(json.loads(line)[1:] == ["o", "echo:select 1;\r"] for line in lines[1:])
     page = owner.get(f"/builds/{build['id']}/shell/{session['id']}.cast")
     assert page.status_code == 200 and b'"version": 2' in page.data
+    history = owner.get("/projects/acme/branches/main").get_data(as_text=True)
+    assert f"/builds/{build['id']}/shell/{session['id']}.cast" in history  # its link
     # A developer may not open a shell on production, nor read its recordings.
     member = client_as("member")
     assert member.get(f"/builds/{build['id']}/shell/{session['id']}.cast").status_code == 403
