@@ -29,6 +29,7 @@ DROPIN = Path("/etc/ssh/sshd_config.d/odoo-appliance.conf")
 WRAPPER = Path("/usr/lib/odoo-appliance/ssh-authorized-keys")
 SSHD = "/usr/sbin/sshd"
 HOST_CONFIG = Path("/etc/ssh/sshd_config")
+PRIVSEP = Path("/run/sshd")
 # Shells that refuse every command: sshd runs the forced command through the user's shell.
 NO_SHELLS = ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false", "")
 
@@ -92,6 +93,8 @@ def install(cfg: Config, dropin_path: Path = DROPIN, wrapper_path: Path = WRAPPE
     previous = dropin_path.read_text() if dropin_path.exists() else None
     if _write(dropin_path, text, 0o644):
         done.append(f"wrote {dropin_path}")
+    # sshd -t needs its privilege separation folder, which only a running sshd's unit makes
+    PRIVSEP.mkdir(mode=0o755, exist_ok=True)
     check = subprocess.run([SSHD, "-t", "-f", str(host_config)], capture_output=True,
                            text=True)
     if check.returncode != 0:
