@@ -20,7 +20,7 @@ EXTENSION = "appliance"
 IN_PROGRESS_STATES = ("queued",) + store_builds.ACTIVE_STATES
 # Why a build was made (builds.trigger) and what its deploy did (builds.deploy), in words.
 TRIGGER_LABELS = {"push": "push", "rebuild": "rebuild", "merge": "merge",
-                  "refresh": "refresh from production"}
+                  "refresh": "refresh from production", "shell": "odoo-update in a terminal"}
 DEPLOY_LABELS = {
     "first": "first: install without demo data",
     "fast": "fast: restart on the new code, no update",
