@@ -106,6 +106,7 @@ def command() -> list[str]:
 def open_terminal(svc, user: dict | None, build_id: int, rows: int, cols: int,
                   channel: str) -> Terminal:
     """Check, start the terminal, record it. Nothing starts when a check fails."""
+    rows, cols = docker_exec.check_size(rows, cols)  # ValueError: a silly size
     with svc.db.transaction() as conn:
         build, project = check(conn, svc, user, build_id)
         branch = conn.execute("SELECT name FROM branches WHERE id = %s",
