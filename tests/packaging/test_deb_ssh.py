@@ -17,7 +17,8 @@ COMMAND = "/usr/lib/odoo-appliance/ssh-authorized-keys"
 def test_with_openssh_the_package_opens_the_ssh_entry_and_removing_it_closes_it(deb, deb_image):
     container = Container(deb_image, deb)
     try:
-        container.run("apt-get install -y -q --no-install-recommends openssh-server")
+        container.run("apt-get install -y -q --no-install-recommends openssh-server && "
+                      "pg_ctlcluster 15 main start")
         output = container.run(f"apt-get install -y {container.deb}")
         assert f"ssh: wrote {DROPIN}" in output
         assert f"ssh: wrote {COMMAND}" not in output  # the package's own copy is right
