@@ -26,6 +26,12 @@ def keys_url() -> str:
     return url_for("keys.index")
 
 
+@blueprint.app_template_global("ssh_remote")
+def ssh_remote(project_name: str) -> str:
+    """A project's git remote over SSH, for the clone box of its page."""
+    return address.remote(config(), project_name)
+
+
 @blueprint.get("/account/keys")
 @guard.signed_in
 def index():

@@ -90,3 +90,10 @@ def test_the_page_asks_to_sign_in_and_refuses_a_form_without_its_token(app, db, 
     assert anonymous.get("/account/keys").status_code == 302
     assert anonymous.post("/account/keys", data={"key": public_keys["laptop"]}).status_code == 302
     assert keys_of(db, "member") == []
+
+
+def test_the_project_page_shows_the_ssh_remote_from_the_ssh_settings(client_as, config):
+    config.ssh.host, config.ssh.port, config.ssh.user = "git.example.com", 2222, "git"
+    page = client_as("member").get("/projects/acme").get_data(as_text=True)
+    assert "ssh://git@git.example.com:2222/acme.git" in page
+    assert 'href="/account/keys"' in page
