@@ -201,6 +201,16 @@ def test_a_removed_key_is_refused_at_once(site, tmp_path):
     assert site.sshd.run(key, "no-such-thing").returncode == 255
 
 
+def test_the_keys_of_a_disabled_user_are_refused(site, tmp_path):
+    key = make_key(tmp_path, "dora")
+    with site.db.transaction() as conn:
+        ssh_keys.add(conn, users_store.create_user(conn, "dora", PASSWORD),
+                     key.with_suffix(".pub").read_text())
+        users_store.set_disabled(conn, "dora", True)
+    result = site.sshd.run(key, "build-1")
+    assert result.returncode == 255 and "Permission denied (publickey)" in result.stderr
+
+
 @pytest.mark.parametrize("command", ["ls -la /", "scp -t /tmp",
                                      "git-upload-archive '/acme.git'"])
 def test_an_unknown_command_is_refused_with_what_the_account_serves(site, command):
