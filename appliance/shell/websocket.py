@@ -222,18 +222,30 @@ class TerminalServer:
                 "idle": "closed: idle"}[tasks[next(iter(done))]]
 
     async def _from_terminal(self, ws, terminal, activity) -> None:
+        """What the terminal prints, to the browser. The socket stays registered with the
+        loop for the whole session (not once per read): a keystroke's echo is one
+        wake-up and one read."""
         loop = asyncio.get_running_loop()
-        while True:
-            try:
-                data = await loop.sock_recv(terminal.pty.socket, READ_BYTES)
-            except (ConnectionError, OSError):
-                return
-            if not data:
-                return
-            activity[0] = time.monotonic()
-            if terminal.recorder is not None:
-                terminal.recorder.output(data)
-            await ws.send(data)
+        sock, readable = terminal.pty.socket, asyncio.Event()
+        loop.add_reader(sock.fileno(), readable.set)
+        try:
+            while True:
+                await readable.wait()
+                readable.clear()
+                try:
+                    data = sock.recv(READ_BYTES)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                activity[0] = time.monotonic()
+                if terminal.recorder is not None:
+                    terminal.recorder.output(data)
+                await ws.send(data)
+        finally:
+            loop.remove_reader(sock.fileno())
 
     async def _from_browser(self, ws, terminal, activity) -> None:
         loop = asyncio.get_running_loop()
