@@ -109,8 +109,9 @@ class PtyExec:
     and close(), which ends its processes."""
 
     def __init__(self, client, container_id: str, user: str, exec_id: str,
-                 sock: socket.socket, marker: str):
+                 sock: socket.socket, marker: str, owns_client: bool = False):
         self.client = client
+        self.owns_client = owns_client  # made for this session: closed with it
         self.container_id = container_id
         self.user = user
         self.exec_id = exec_id
@@ -168,6 +169,8 @@ class PtyExec:
                 self.socket.close()
             except OSError:
                 pass
+            if self.owns_client:
+                self.client.close()
 
 
 def check_size(rows, cols) -> tuple[int, int]:
@@ -188,6 +191,7 @@ def open(container_id: str, user: str, cmd: list[str], env: dict[str, str] | Non
     if not user or user.split(":", 1)[0] in ("0", "root"):
         raise ValueError("a terminal runs as the container's own user, never as root")
     rows, cols = check_size(rows, cols)
+    owns_client = client is None
     client = client or connect()
     marker = secrets.token_hex(16)
     environment = {**(env or {}), MARKER_NAME: marker}
@@ -198,7 +202,7 @@ def open(container_id: str, user: str, cmd: list[str], env: dict[str, str] | Non
                                          environment=environment, **options)
     exec_id = created["Id"]
     sock = _start(client, exec_id)
-    session = PtyExec(client, container_id, user, exec_id, sock, marker)
+    session = PtyExec(client, container_id, user, exec_id, sock, marker, owns_client)
     try:
         session.resize(rows, cols)
     except DockerError as exc:  # a command that ended at once: its output is still there
