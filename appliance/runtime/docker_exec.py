@@ -196,12 +196,17 @@ def open(container_id: str, user: str, cmd: list[str], env: dict[str, str] | Non
     marker = secrets.token_hex(16)
     environment = {**(env or {}), MARKER_NAME: marker}
     options = {"workdir": workdir} if workdir else {}
-    with engine_errors(f"opening a terminal in container {container_id[:12]}"):
-        created = client.api.exec_create(container_id, cmd, stdin=True, stdout=True,
-                                         stderr=True, tty=True, user=user,
-                                         environment=environment, **options)
-    exec_id = created["Id"]
-    sock = _start(client, exec_id)
+    try:
+        with engine_errors(f"opening a terminal in container {container_id[:12]}"):
+            created = client.api.exec_create(container_id, cmd, stdin=True, stdout=True,
+                                             stderr=True, tty=True, user=user,
+                                             environment=environment, **options)
+        exec_id = created["Id"]
+        sock = _start(client, exec_id)
+    except BaseException:
+        if owns_client:
+            client.close()
+        raise
     session = PtyExec(client, container_id, user, exec_id, sock, marker, owns_client)
     try:
         session.resize(rows, cols)
