@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -106,7 +107,8 @@ def site(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ssh")
     app = Appliance(folder, "ssh")
     with app.config_path.open("a") as config:
-        config.write('\n[ssh]\nuser = "root"\n')
+        # Terminals over SSH close after 1.2 s without activity (read at each session).
+        config.write('\n[ssh]\nuser = "root"\n\n[shell]\nidle_minutes = 0.02\n')
     sshd = None
     try:
         app.start()
@@ -304,3 +306,22 @@ def test_a_shell_is_refused_to_those_the_policy_refuses_before_anything_starts(s
         s["ended_at"] for s in shell_sessions(site, build["id"]))
     no_tty = site.sshd.run(site.keys["ada"], f"build-{build['id']}")
     assert "a shell needs a terminal: `ssh -t" in no_tty.stderr
+
+
+def test_an_idle_shell_is_closed_with_a_notice_and_its_session_ended(site, pushed):
+    _, build = pushed
+    args = site.sshd.client(site.keys["ada"])
+    args[1:1] = ["-tt"]
+    client = subprocess.Popen([*args, f"build-{build['id']}"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    watchdog = threading.Timer(30, client.kill)
+    watchdog.start()
+    try:  # its input stays open, and nothing is typed
+        output = client.stdout.read()
+        client.wait()
+    finally:
+        watchdog.cancel()
+        client.stdin.close()
+    assert b"[closed after 0.02 minutes without activity]" in output
+    assert client.returncode == 0
+    assert all(s["ended_at"] for s in shell_sessions(site, build["id"]))
