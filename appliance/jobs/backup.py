@@ -263,8 +263,9 @@ def run_daily(svc, now: datetime | None = None) -> list[dict]:
         projects = backups_store.production_projects(conn)
     made = []
     for project in projects:
-        if svc.extra.get("backup_stopping") or not _due(svc, project, now):
-            continue
+        if svc.extra.get("backup_stopping") or project.get("archived_at") is not None \
+                or not _due(svc, project, now):
+            continue  # an archived project's data does not change: its backups stay as they are
         try:
             made.append(create(svc, project, None, "daily"))
             prune(svc, project, free_space=False)

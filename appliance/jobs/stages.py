@@ -38,8 +38,16 @@ class MergeResult:
     build: dict | None = field(default=None)
 
 
+def not_archived(project: dict) -> None:
+    """An archived project changes no more, from any side (web, CLI, pushes)."""
+    if project.get("archived_at") is not None:
+        raise UserError(f"{project['name']} is archived: nothing in it can change until an "
+                        "appliance admin unarchives it")
+
+
 def move(svc, project: dict, branch_name: str, stage: str, user: dict | None) -> dict:
     """Put a branch in another stage (no build: its next push builds as the stage says)."""
+    not_archived(project)
     if stage not in STAGES:
         raise UserError(f"unknown stage {stage!r}: one of {', '.join(STAGES)}")
     with svc.db.transaction() as conn:
@@ -71,6 +79,7 @@ def move(svc, project: dict, branch_name: str, stage: str, user: dict | None) ->
 def merge(svc, project: dict, source: str, target: str, user: dict | None) -> MergeResult:
     """Merge source into target: fast-forward where possible, else a merge commit by the
     acting user; a conflict changes nothing. The target is then built as its stage says."""
+    not_archived(project)
     if source == target:
         raise UserError("a branch cannot be merged into itself")
     repo_path = svc.config.paths.repos / f"{project['name']}.git"
@@ -120,6 +129,7 @@ def queue_head(svc, conn, project: dict, branch: dict, user: dict | None, trigge
                source: dict | None = None) -> dict:
     """Queue a build of the branch's current head (a rebuild, a refresh, a restore, an
     import); refused while the branch is building or when it has no commit."""
+    not_archived(project)
     # Two clicks at once must not queue two builds: the branch row is the lock.
     if builds_store.branch_busy(conn, branch["id"], lock=True):
         raise UserError(f"{branch['name']} is building: wait for it to end")

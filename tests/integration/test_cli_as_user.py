@@ -61,3 +61,17 @@ def test_an_outsider_acting_through_the_cli_is_told_the_project_does_not_exist(
     assert "no project 'acme'" in str(result.exception or result.output)
     with db.transaction() as conn:
         assert len(store_builds.builds_of_branch(conn, build["branch_id"], 10)) == 1
+
+
+def test_an_archived_project_is_not_rebuilt_nor_moved_from_the_cli_either(run, db, make_build):
+    build = make_build("feature")
+    with db.transaction() as conn:
+        conn.execute("UPDATE projects SET archived_at = now() WHERE name = 'acme'")
+    for args in (("build", "rebuild", "feature", "--project", "acme"),
+                 ("branch", "stage", "acme", "feature", "staging")):
+        result = run(None, *args)
+        assert result.exit_code != 0, args
+        assert "acme is archived" in str(result.exception or result.output)
+    assert stage_of(db, "feature") == "development"
+    with db.transaction() as conn:
+        assert len(store_builds.builds_of_branch(conn, build["branch_id"], 10)) == 1
