@@ -17,8 +17,9 @@ from tests.client_cookies import get_cookie
 from tests.helpers_web import flashes, post
 
 # Blueprints whose POSTs are no page's form: signing in and out, git's smart HTTP, the
-# upload pieces a script sends (answered in JSON), a visit to a sleeping build.
-NOT_FORMS = {"auth", "git", "uploads", "proxy"}
+# upload pieces a script sends (answered in JSON), a visit to a sleeping build, the
+# shell's ticket (fetched by the terminal's script, answered in JSON).
+NOT_FORMS = {"auth", "git", "uploads", "proxy", "shell"}
 
 
 def caught_mail(db, build: dict) -> int:
