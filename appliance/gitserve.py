@@ -14,9 +14,10 @@ from pathlib import Path
 
 from appliance import policy
 from appliance.config import Config
-from appliance.errors import NotFound, UserError
+from appliance.errors import NotFound, PermissionDenied, UserError
 from appliance.jobs import push
 from appliance.runtime import git
+from appliance.store import audit
 from appliance.store import projects as projects_store
 from appliance.store import users as users_store
 
@@ -54,15 +55,25 @@ def max_input_env(allowed: int) -> dict[str, str]:
             "GIT_CONFIG_VALUE_0": str(allowed)}
 
 
-def hook_answer(conn, cfg: Config, project_id: int, user_id: int, hook: str,
-                updates: str) -> list[str]:
-    """What a repository hook prints for the push of `user_id` into `project_id`: the
-    pre-receive check (names, and the pusher's right to push to each branch's stage;
-    UserError refuses the whole push) or, after it, the builds queued."""
+def hook_answer(db, cfg: Config, project_id: int, user_id: int, hook: str,
+                updates: str, address: str = "") -> list[str]:
+    """What a repository hook prints for the push of `user_id` (from `address`) into
+    `project_id`: the pre-receive check (names, and the pusher's right to push to each
+    branch's stage; UserError refuses the whole push, and the refusal is kept in the
+    audit trail) or, after it, the builds queued (each in the trail)."""
     if hook not in HOOKS:
         raise UserError(f"no hook {hook!r}")
-    project = projects_store.project_by_id(conn, project_id)
-    user = users_store.get_user(conn, user_id)
-    if hook == "pre-receive":
-        return push.check(project, updates, conn, user)
-    return push.received(conn, cfg, project, user, updates)
+    with db.transaction() as conn:
+        project = projects_store.project_by_id(conn, project_id)
+        user = users_store.get_user(conn, user_id)
+        if hook == "post-receive":
+            return push.received(conn, cfg, project, user, updates, address)
+        try:
+            return push.check(project, updates, conn, user)
+        except UserError as exc:
+            refusal = exc
+    with db.transaction() as conn:  # the check's own transaction was rolled back
+        audit.record(conn, source="git", action="git.push",
+                     outcome="denied" if isinstance(refusal, PermissionDenied) else "refused",
+                     user=user, address=address, project=project, reason=str(refusal)[:500])
+    raise refusal

@@ -70,7 +70,8 @@ def _not_allowed(conn, project: dict, user: dict, updates) -> list[str]:
     return problems
 
 
-def received(conn, cfg: Config, project: dict, user: dict, updates_text: str) -> list[str]:
+def received(conn, cfg: Config, project: dict, user: dict, updates_text: str,
+             address: str = "") -> list[str]:
     """Record the pushed branches and queue a build of each; the lines to show the pusher."""
     repo = cfg.paths.repos / f"{project['name']}.git"
     lines = []
@@ -87,7 +88,7 @@ def received(conn, cfg: Config, project: dict, user: dict, updates_text: str) ->
         if branch["stage"] == "staging" and branch["push_behaviour"] == "nothing":
             lines.append(f"{branch['name']} (staging): no build, its push behaviour is "
                          "'do nothing' (rebuild it from the appliance)")
-            _audit(conn, project, user, update, branch, None)
+            _audit(conn, project, user, update, branch, None, address)
             continue
         head = git.commit_info(repo, update.new)
         build = builds_store.enqueue(conn, project=project, branch=branch, commit=head.sha,
@@ -100,14 +101,14 @@ def received(conn, cfg: Config, project: dict, user: dict, updates_text: str) ->
             lines.append(f"  it will answer at {names[0]} and {names[1]}")
         log.info("push to %s/%s by %s: build %s queued", project["name"], branch["name"],
                  user["name"], build["id"])
-        _audit(conn, project, user, update, branch, build["id"])
+        _audit(conn, project, user, update, branch, build["id"], address)
     return lines
 
 
-def _audit(conn, project, user, update, branch, build_id: int | None) -> None:
-    """The push in the audit trail, in the push's own transaction (git's transports do
-    not pass the client's address down here)."""
+def _audit(conn, project, user, update, branch, build_id: int | None, address: str) -> None:
+    """The push in the audit trail, in the push's own transaction."""
     audit.record(conn, source="git", action="git.push", outcome="ok", user=user,
+                 address=address,
                  project=project, branch=branch["name"], build_id=build_id,
                  details={"old": update.old, "new": update.new, "stage": branch["stage"]})
 

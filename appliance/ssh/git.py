@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -60,13 +61,18 @@ def serve(cfg: Config, db: Database, user: dict, request: GitRequest,
     return code
 
 
+def client_address() -> str:
+    """The SSH client's address, as sshd tells the forced command."""
+    return os.environ.get("SSH_CONNECTION", "").split(" ")[0]
+
+
 class HookServer:
     """The answers to one push's hooks, on 127.0.0.1, for whoever holds its ticket."""
 
     def __init__(self, cfg: Config, db: Database, project_id: int, user_id: int):
         self.ticket = secrets.token_urlsafe(32)
         grant = {"cfg": cfg, "db": db, "project_id": project_id, "user_id": user_id,
-                 "ticket": self.ticket}
+                 "ticket": self.ticket, "address": client_address()}
         handler = type("Handler", (_HookHandler,), {"grant": grant})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
@@ -105,9 +111,8 @@ class _HookHandler(BaseHTTPRequestHandler):
         updates = self.rfile.read(length).decode(errors="replace")
         grant = self.grant
         try:
-            with grant["db"].transaction() as conn:
-                lines = gitserve.hook_answer(conn, grant["cfg"], grant["project_id"],
-                                             grant["user_id"], hook, updates)
+            lines = gitserve.hook_answer(grant["db"], grant["cfg"], grant["project_id"],
+                                         grant["user_id"], hook, updates, grant["address"])
         except UserError as exc:
             return self._answer(400, str(exc))
         return self._answer(200, "\n".join(lines))

@@ -26,8 +26,8 @@ from appliance import gitserve
 from appliance.errors import GitError, NotFound, PermissionDenied, UserError
 from appliance.runtime import git
 from appliance.store import users as users_store
-from appliance.web import guard
-from appliance.web import common
+from appliance.web import common, guard
+from appliance.web.auth import client_address
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("git", __name__)
@@ -94,7 +94,7 @@ def serve(name: str, rest: str):
         # git itself stops a pack stream past this, should the length be unknown
         env.update(gitserve.max_input_env(allowed))
     if service == "git-receive-pack":
-        env["APPLIANCE_HOOK_TICKET"] = _new_ticket(project, user)
+        env["APPLIANCE_HOOK_TICKET"] = _new_ticket(project, user, client_address())
         env["APPLIANCE_HOOK_URL"] = _hook_url()
     return _run_backend(env)
 
@@ -184,14 +184,14 @@ def _read_cgi_headers(stream) -> tuple[int, list[tuple[str, str]]]:
     return status, headers
 
 
-def _new_ticket(project: dict, user: dict) -> str:
+def _new_ticket(project: dict, user: dict, address: str) -> str:
     ticket = secrets.token_urlsafe(32)
     now = time.monotonic()
     with _tickets_lock:
         for key in [k for k, v in _tickets.items() if v["expires"] < now]:
             del _tickets[key]
         _tickets[ticket] = {"project_id": project["id"], "user_id": user["id"],
-                            "expires": now + TICKET_SECONDS}
+                            "address": address, "expires": now + TICKET_SECONDS}
     return ticket
 
 
@@ -212,9 +212,8 @@ def hook(name: str):
         return _plain("unknown or expired push ticket", 403)
     updates = request.get_data(as_text=True)
     try:
-        with common.db().transaction() as conn:
-            lines = gitserve.hook_answer(conn, common.config(), grant["project_id"],
-                                         grant["user_id"], name, updates)
+        lines = gitserve.hook_answer(common.db(), common.config(), grant["project_id"],
+                                     grant["user_id"], name, updates, grant["address"])
     except UserError as exc:
         return _plain(str(exc), 400)
     return _plain("\n".join(lines), 200)

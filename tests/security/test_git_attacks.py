@@ -239,3 +239,27 @@ def test_a_large_file_is_streamed_to_disk_at_checkout_not_held_in_memory(tmp_pat
     assert rss_growth < size // 5, f"the process grew by {rss_growth} bytes"
     assert hashlib.sha256((dest / "big.bin").read_bytes()).digest() == \
         hashlib.sha256(content).digest()
+
+
+@pytest.mark.docker  # the daemon pushed to talks to the Docker engine
+def test_a_push_the_role_may_not_make_is_refused_and_kept_in_the_audit_trail_with_its_address(
+        appliance, tmp_path):
+    from appliance.store import projects as projects_store
+    from appliance.store import users as users_store
+    token = appliance.make_user("dev", admin=False)
+    with appliance.db.transaction() as conn:
+        project = projects_store.get_project(conn, "acme")
+        users_store.add_member(conn, project["id"],
+                               users_store.user_by_name(conn, "dev")["id"], "developer")
+    repo = make_repo(tmp_path / "repo", "green")
+    result, ids = push(repo, appliance.remote("acme", "dev", token), "main", check=False)
+    assert result.returncode != 0 and ids == []
+    said = "\n".join(remote_lines(result))
+    assert "main: your role in acme may not push to a production branch" in said, result.stderr
+    assert git(bare_path(appliance, "acme"), "rev-parse", "--verify", "-q", "main",
+               check=False).returncode != 0  # nothing landed
+    with appliance.db.transaction() as conn:
+        row = conn.execute("""SELECT * FROM audit WHERE action = 'git.push' AND user_name = 'dev'
+                              ORDER BY id DESC LIMIT 1""").fetchone()
+    assert row is not None and row["outcome"] == "denied"
+    assert row["address"] == "127.0.0.1" and "production branch" in row["reason"]
