@@ -80,7 +80,27 @@ def run(config_path: str | None) -> list[Check]:
     checks += odoo_sources(cfg)
     checks += backup_checks(cfg)
     checks.append(proxy_check(cfg))
+    checks.append(ssh_check(cfg))
     return checks
+
+
+def ssh_check(cfg, sshd: str | None = None, dropin: Path | None = None) -> Check:
+    """With OpenSSH's server on the host, its drop-in for the appliance's SSH user is in
+    place (git over SSH and build shells); without it, SSH is simply off."""
+    from appliance.ssh import sshd_config
+    sshd = sshd or sshd_config.SSHD
+    dropin = dropin or sshd_config.DROPIN
+    if not Path(sshd).exists():
+        return Check("ssh", "ok", "openssh-server is not installed: git and shells over "
+                     "SSH are off (HTTPS and the browser shell work)")
+    if not dropin.exists():
+        return Check("ssh", "warn", f"{dropin} is missing: sshd does not know the "
+                     f"appliance's keys, so `ssh {cfg.ssh.user}@...` is refused",
+                     "appliance ssh-install")
+    if f"Match User {cfg.ssh.user}\n" not in dropin.read_text():
+        return Check("ssh", "warn", f"{dropin} is for another user than [ssh] user = "
+                     f"{cfg.ssh.user}", "appliance ssh-install")
+    return Check("ssh", "ok", f"sshd serves the appliance's keys to {cfg.ssh.user}")
 
 
 def proxy_check(cfg) -> Check:

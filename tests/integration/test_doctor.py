@@ -75,3 +75,19 @@ def test_an_unreachable_docker_engine_fails_and_says_to_start_it(state):
     assert line(result.stdout, "docker engine").startswith("FAIL  docker engine: no answer")
     assert "fix: start it: systemctl start docker" in result.stdout
     assert " base image: " not in result.stdout  # nothing to ask without an engine
+
+
+def test_the_ssh_check_says_what_a_missing_drop_in_costs_and_the_command_that_writes_it(
+        tmp_path):
+    from appliance import doctor
+    cfg = config_mod.Config()
+    sshd = tmp_path / "sshd"
+    assert doctor.ssh_check(cfg, sshd=str(sshd)).status == "ok"  # no sshd: SSH is off
+    sshd.write_text("")
+    missing = doctor.ssh_check(cfg, sshd=str(sshd), dropin=tmp_path / "odoo-appliance.conf")
+    assert missing.status == "warn" and missing.fix == "appliance ssh-install"
+    from appliance.ssh import sshd_config
+    (tmp_path / "odoo-appliance.conf").write_text(
+        sshd_config.dropin(cfg.ssh.user, sshd_config.WRAPPER))
+    found = doctor.ssh_check(cfg, sshd=str(sshd), dropin=tmp_path / "odoo-appliance.conf")
+    assert found.status == "ok", found
