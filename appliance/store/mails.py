@@ -39,8 +39,12 @@ def add_mails(conn, mails: list[dict]) -> list[int]:
     return [r["id"] for r in rows]
 
 
-def _filters(build_id, branch_id, project_id, search: str) -> tuple[str, list]:
+def _filters(build_id, branch_id, project_id, search: str,
+             stages=None) -> tuple[str, list]:
     where, params = [], []
+    if stages is not None:  # only the builds of these stages (what the reader may read)
+        where.append("b.stage = ANY(%s)")
+        params.append(list(stages))
     if build_id is not None:
         where.append("m.build_id = %s")
         params.append(build_id)
@@ -60,10 +64,11 @@ def _filters(build_id, branch_id, project_id, search: str) -> tuple[str, list]:
 
 def list_mails(conn, *, build_id: int | None = None, branch_id: int | None = None,
                project_id: int | None = None, search: str = "", page: int = 1,
-               page_size: int = PAGE_SIZE) -> list[dict]:
+               page_size: int = PAGE_SIZE, stages=None) -> list[dict]:
     """Newest first, without the raw bytes. Every word of `search` must appear in the
-    sender, a recipient or the subject (case-insensitive)."""
-    where, params = _filters(build_id, branch_id, project_id, search)
+    sender, a recipient or the subject (case-insensitive); `stages`, when given, keeps
+    the mail of builds of those stages only."""
+    where, params = _filters(build_id, branch_id, project_id, search, stages)
     return conn.execute(
         f"""SELECT {LIST_COLUMNS}, br.name AS branch
             FROM mails m JOIN builds b ON b.id = m.build_id

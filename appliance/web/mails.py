@@ -194,15 +194,22 @@ def mail_json(mail: dict) -> dict:
 @blueprint.get("/api/projects/<name>/mails")
 @guard.project("mails", policy.ANY_STAGE)
 def api_list(name: str):
-    """The project's caught mail, newest first; ?branch=, ?build=, ?q=, ?page= narrow it."""
+    """The project's caught mail, newest first; ?branch=, ?build=, ?q=, ?page= narrow it.
+    Only the mail of builds on stages the user may read mail of (the route lets in whoever
+    may on one stage at least)."""
     query = list_query()
+    user = current_user()
     with db().transaction() as conn:
         project = visible_project(conn, name)
         branch_id = None
         if request.args.get("branch"):
-            branch_id = store_projects.get_branch(conn, project, request.args["branch"])["id"]
+            branch = store_projects.get_branch(conn, project, request.args["branch"])
+            policy.require(conn, user, project, "mails", branch["stage"])
+            branch_id = branch["id"]
+        readable = [stage for stage in policy.STAGES
+                    if policy.allows(conn, user, project, "mails", stage)]
         rows = store_mails.list_mails(conn, project_id=project["id"], branch_id=branch_id,
-                                      **query)
+                                      stages=readable, **query)
     return jsonify([mail_json(row) for row in rows])
 
 
