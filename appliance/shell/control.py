@@ -9,7 +9,9 @@ another build's socket (not mounted). The folder is made before the server conta
 starts; the socket is bound by the daemon (again after a restart of the daemon: the
 folder's mount then shows the new one).
 
-A request is one line of JSON, at most MAX_REQUEST_BYTES, sent within REQUEST_SECONDS:
+A socket holds at most MAX_CONNECTIONS connections at once (more are closed as they
+come: a build's code flooding it keeps no more of the daemon's descriptors). A request
+is one line of JSON, at most MAX_REQUEST_BYTES, sent within REQUEST_SECONDS:
 {"action": "update" | "restart", "modules": [...], "token": "<the terminal's token>"}.
 The token is the one the terminal was given (sessions.CONTROL_TOKEN_NAME): it names an
 open terminal of this build, whose user must still have the right (shell.actions).
@@ -38,6 +40,9 @@ log = logging.getLogger(__name__)
 SOCKET_NAME = "control.sock"
 MAX_REQUEST_BYTES = 4096
 REQUEST_SECONDS = 10
+# Connections a build's socket holds at once; more are closed as they come (a build's
+# code flooding its socket must not take the daemon's descriptors).
+MAX_CONNECTIONS = 4
 # How often the sockets are matched with the builds that have a server (and at once
 # when a server starts: Service.nudge).
 SYNC_SECONDS = 5
@@ -136,6 +141,8 @@ class ControlSockets:
         self.svc = svc
         self.perform = perform  # perform(svc, build_id, request, say) in a thread
         self.servers: dict[int, asyncio.AbstractServer] = {}
+        self.connections: dict[int, int] = {}  # build id: connections it holds now
+        self.flooded: set[int] = set()  # builds whose refusals were logged (once a flood)
 
     async def sync(self) -> None:
         """Serve exactly the builds that have (or are starting) a server."""
@@ -171,6 +178,24 @@ class ControlSockets:
             await self._close(build_id)
 
     async def _handle(self, build_id: int, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        held = self.connections.get(build_id, 0)
+        if held >= MAX_CONNECTIONS:
+            if build_id not in self.flooded:
+                self.flooded.add(build_id)
+                log.warning("build #%s: more than %d connections to its control socket at "
+                            "once; the others are refused", build_id, MAX_CONNECTIONS)
+            writer.transport.abort()  # no answer: a flood gets nothing to wait for
+            return
+        self.connections[build_id] = held + 1
+        try:
+            await self._answer(build_id, reader, writer)
+        finally:
+            self.connections[build_id] -= 1
+            if not self.connections[build_id]:
+                self.flooded.discard(build_id)
+
+    async def _answer(self, build_id: int, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
 
