@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance import layout
-from appliance.errors import ConfigError
+from appliance.errors import ConfigError, DockerError
 from appliance.jobs import bytecode, proxy
 from appliance.jobs import mail as mail_jobs
 from appliance.jobs.steps import NO_STEPS, BuildFailed
@@ -52,8 +52,11 @@ TMPFS = {"/tmp": "rw,nosuid,nodev,size=256m,mode=1777"}
 # Build folders: the daemon's own (0700) and those the container's user writes (0700).
 FOLDER_MODE = 0o700
 HTTP_PORT = 8069
-# Odoo answers /web/health about 0.9 s after start; ask often so a build is not idle.
-HEALTH_POLL_SECONDS = 0.1
+# Odoo answers /web/health about 0.9 s after start; ask often, as a visitor may be
+# waiting for a woken build (a refused connection costs next to nothing).
+HEALTH_POLL_SECONDS = 0.02
+# Whether the server container still runs is asked of Docker this often while waiting.
+CONTAINER_CHECK_SECONDS = 0.5
 # A server being stopped gets this long to finish its requests before it is killed.
 STOP_GRACE_SECONDS = 10
 
@@ -218,16 +221,20 @@ def common_args(svc, setup: OdooSetup) -> dict:
 
 
 def start_server(svc, setup: OdooSetup) -> ContainerInfo:
-    """Start the build's long-running Odoo server, its port published."""
+    """Start the build's long-running Odoo server, its port published: the server
+    container a sleeping build kept, started again, or else a new one."""
     make_writable(setup.paths.server_logs, svc.config.runtime.uid)
     shell_control.prepare(svc, setup.build_id)
     svc.extra.get("shell_nudge", lambda: None)()  # its control socket, now
-    command = odoo.server_command(**common_args(svc, setup), logfile=f"{LOG_DIR}/odoo.log")
-    info = svc.docker.start(
-        name=container_name(svc, setup.build_id, "server"), image=setup.image,
-        command=command, labels=labels(setup, "server"), mounts=mounts(svc, setup, server=True),
-        env=environment(), network=svc.docker.ensure_network(setup.project["name"]),
-        publish=HTTP_PORT, restart=True, tmpfs=TMPFS)
+    info = _start_kept(svc, setup)
+    if info is None:
+        command = odoo.server_command(**common_args(svc, setup), logfile=f"{LOG_DIR}/odoo.log")
+        info = svc.docker.start(
+            name=container_name(svc, setup.build_id, "server"), image=setup.image,
+            command=command, labels=labels(setup, "server"),
+            mounts=mounts(svc, setup, server=True), env=environment(),
+            network=svc.docker.ensure_network(setup.project["name"]),
+            publish=HTTP_PORT, restart=True, tmpfs=TMPFS)
     if not info.host_port:
         raise BuildFailed("the server started but Docker published no port")
     return info
@@ -263,17 +270,38 @@ def serve(svc, setup: OdooSetup, steps=NO_STEPS, result: str | None = None) -> i
     return server.host_port
 
 
+def _start_kept(svc, setup: OdooSetup) -> ContainerInfo | None:
+    """The build's stopped server container (kept by `stop_server(keep=True)` when the
+    build fell asleep) started again, as a plain `docker start` would; its odoo.conf is
+    written anew first (a bind mount is read at each start). None when there is none;
+    one that will not start is removed, and a new one is made instead."""
+    kept = svc.docker.get(container_name(svc, setup.build_id, "server"))
+    if kept is None or kept.running or kept.build_id != setup.build_id \
+            or kept.role != "server":
+        return None
+    write_odoo_conf(svc, setup)
+    try:
+        return svc.docker.start_again(kept.id)
+    except DockerError as exc:
+        log.warning("build %s: its kept server did not start again (%s); making a new one",
+                    setup.build_id, exc)
+        svc.docker.remove(kept.id)
+        return None
+
+
 def wait_ready(host: str, port: int, timeout: float, container_id: str | None = None,
                docker=None) -> float:
     """Wait for /web/health, then /web/login (health passes even without a database).
     Returns the seconds it took; raises BuildFailed on timeout or if the server exits."""
-    started = time.monotonic()
+    started = checked = time.monotonic()
     for path in ("/web/health", "/web/login"):
         url = f"http://{host}:{port}{path}"
         while not _answers(url):
-            if time.monotonic() - started > timeout:
+            now = time.monotonic()
+            if now - started > timeout:
                 raise BuildFailed(f"{path} did not answer within {timeout:.0f} s")
-            if docker is not None and container_id:
+            if docker is not None and container_id and now - checked >= CONTAINER_CHECK_SECONDS:
+                checked = now
                 info = docker.get(container_id)
                 if info is None or info.status in ("exited", "dead", "restarting"):
                     raise BuildFailed(f"the server stopped before answering {path}: see odoo.log")
@@ -294,12 +322,17 @@ def health_host(svc) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "") else host
 
 
-def stop_server(svc, build: dict, reason: str) -> None:
-    """Stop and remove the build's server container; its database is kept. Safe to run
-    twice: a build already stopped keeps its state and gets no second event. Its names
-    answer the maintenance or stopped page before the server goes, never an error."""
+def stop_server(svc, build: dict, reason: str, keep: bool = False) -> None:
+    """Stop and remove the build's server container; its database is kept. With `keep`
+    (a build falling asleep) the container is only stopped, so that waking it is a
+    `docker start` (`start_server`). Safe to run twice: a build already stopped keeps
+    its state and gets no second event. Its names answer the maintenance or stopped
+    page before the server goes, never an error."""
     with proxy.leaving(svc, build["id"]):
-        svc.docker.remove_all(build["id"], "server", grace=STOP_GRACE_SECONDS)
+        if keep:
+            svc.docker.stop_all(build["id"], "server", grace=STOP_GRACE_SECONDS)
+        else:
+            svc.docker.remove_all(build["id"], "server", grace=STOP_GRACE_SECONDS)
         with svc.db.transaction() as conn:
             if builds_store.get_build(conn, build["id"])["state"] == BuildState.STOPPED:
                 return

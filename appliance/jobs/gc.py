@@ -1,7 +1,8 @@
 """Garbage collection of builds, run on a schedule.
 
 Development builds older than [builds] dev_keep_days are stopped and their database,
-filestore, checkout, containers and caught mail removed; the build row stays, marked
+filestore, checkout, containers (a sleeping build's stopped server too) and caught mail
+removed; the build row stays, marked
 dropped, with its logs. Each staging branch keeps its latest build and drops older
 ones. Nothing of production is ever collected. Every drop is an event in the branch's history.
 """

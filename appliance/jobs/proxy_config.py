@@ -232,7 +232,8 @@ def _route(settings: Settings, route: Route) -> dict:
     elif route.action in ("stopped", "asleep"):
         where = "wake" if route.action == "asleep" else "stopped"
         forward = _proxy(route.upstream)
-        forward["headers"] = {"request": {"set": {ORIGINAL_URI: ["{http.request.uri}"]}}}
+        # The visit's own path and query, as it came (orig_uri: before the rewrite).
+        forward["headers"] = {"request": {"set": {ORIGINAL_URI: ["{http.request.orig_uri}"]}}}
         handle = [{"handler": "rewrite", "uri": f"{INTERNAL_PREFIX}/{where}/{route.build_id}"},
                   forward]
     else:
@@ -270,12 +271,14 @@ def _watch(settings: Settings, route: Route) -> list[dict]:
 
 
 def _proxy(upstream: str) -> dict:
-    # flush_interval -1: a long poll, a live log or Odoo's bus answers as it is written.
-    # Caddy sets X-Forwarded-For/-Proto/-Host itself; websockets pass through as they are.
-    # A GET whose upstream connection breaks (Caddy 2.6 can cut one that was in flight
-    # while it loads a new configuration) is tried again for up to RETRY_SECONDS.
+    # Caddy's default flushing: a response without a length (a live log, an event
+    # stream) goes out as it is written; websockets pass through as they are. Never
+    # flush_interval -1: Caddy 2.6 then ties every request to the configuration it came
+    # in under, and cancels it when a new one is loaded (a held wake-up visit, a long
+    # request of another build, whenever any server starts or stops).
+    # Caddy sets X-Forwarded-For/-Proto/-Host itself. A GET whose upstream cannot be
+    # reached (a server restarting) is tried again for up to RETRY_SECONDS.
     return {"handler": "reverse_proxy", "upstreams": [{"dial": upstream}],
-            "flush_interval": -1,
             "load_balancing": {"try_duration": f"{RETRY_SECONDS}s", "try_interval": "100ms"}}
 
 

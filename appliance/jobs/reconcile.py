@@ -3,6 +3,8 @@
 - A build a worker was running when the daemon died is started over once (its containers
   and database removed first); interrupted a second time, it fails with the reason.
 - A running build whose server container is gone is marked stopped (database kept).
+- A sleeping build keeps its server container, stopped (a visit starts it again); one
+  found running is stopped.
 - A labelled container of this appliance that no build claims is removed.
 - Tasks cut short are queued again; databases left invalid by an interrupted drop go.
 Safe to run at any time when no worker is running.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 
 from appliance import layout
-from appliance.jobs import production_restore, restores, snapshot
+from appliance.jobs import containers, production_restore, restores, sleep, snapshot
 from appliance.store import builds as builds_store
 from appliance.store import projects as projects_store
 from appliance.store.states import BuildState
@@ -85,8 +87,15 @@ def _check_running(svc, report: dict) -> None:
 def _remove_orphans(svc, report: dict) -> None:
     with svc.db.transaction() as conn:
         wanted = builds_store.ids_with_server(conn)
+        sleeping = sleep.sleeping_ids(conn)
     for info in svc.docker.find():
         if info.build_id in wanted and info.role == "server":
+            continue
+        if info.build_id in sleeping and info.role == "server":
+            if info.running:  # asleep is stopped: it starts at the next visit
+                log.info("stopping container %s of sleeping build %s", info.name,
+                         info.build_id)
+                svc.docker.stop(info.id, timeout=containers.STOP_GRACE_SECONDS)
             continue
         log.info("removing container %s (build %s, %s)", info.name, info.build_id, info.role)
         svc.docker.remove(info.id)

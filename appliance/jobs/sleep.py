@@ -2,12 +2,16 @@
 
 Every request to a development or staging build passes the daemon's /_proxy/auth on its
 way (Caddy's forward_auth): `touch` notes the build as used, in memory; `flush` writes
-those times to builds.last_used_at. Every minute, `put_to_sleep` stops the servers of
-development and staging builds unused for [builds] sleep_minutes and marks them asleep;
-their names then lead to /_proxy/wake, which asks the task workers to start the server
-and answers a page that reloads itself until the build does. Production
-never sleeps. The cap on running servers counts awake builds only: a sleeping build is
-stopped.
+those times to builds.last_used_at. Every [proxy] check_seconds, `put_to_sleep` stops
+the servers of development and staging builds unused for [builds] sleep_minutes and
+marks them asleep. A sleeping build keeps its server container, stopped: waking it is a
+`docker start` of that container (jobs/containers.py), not a new one. Its names lead to
+/_proxy/wake, which asks the task workers to start the server (`wake`) and holds the
+visit until the build answers (`wait_awake`), then sends it to the same address again;
+a visit that cannot be held gets a page that reloads itself. Production never sleeps.
+The cap on running servers counts awake builds only: a sleeping build is stopped.
+Reconcile keeps a sleeping build's stopped container; dropping the build, or stopping
+it for good, removes it.
 """
 
 from __future__ import annotations
@@ -17,13 +21,15 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
-from appliance.jobs import containers
+from appliance.jobs import containers, proxy
 from appliance.store import builds as builds_store
 from appliance.store.states import BuildState
 
 log = logging.getLogger(__name__)
 
 SLEEPING_STAGES = ("development", "staging")
+# How often a held visit looks whether its build is awake: the store is asked, cheaply.
+WAKE_POLL_SECONDS = 0.02
 
 _used: dict[int, float] = {}
 _used_lock = threading.Lock()
@@ -74,7 +80,7 @@ def put_to_sleep(svc, now: datetime | None = None) -> list[int]:
         with svc.db.transaction() as conn:
             conn.execute("UPDATE builds SET asleep = true WHERE id = %s", (build["id"],))
         containers.stop_server(svc, build, f"asleep: unused for {minutes:g} minutes; the "
-                                           "next visit wakes it")
+                                           "next visit wakes it", keep=True)
         slept.append(build["id"])
     if slept:
         log.info("put %d idle build(s) to sleep: %s", len(slept), slept)
@@ -92,3 +98,28 @@ def wake(svc, build_id: int) -> dict:
             log.info("build %s: waking up for a visitor", build_id)
     touch(build_id)
     return build
+
+
+def wait_awake(svc, build_id: int, timeout: float) -> bool:
+    """Wait up to `timeout` seconds for a woken build to run, then make sure the proxy
+    routes its names to it. True when it does; False at the timeout, or at once when its
+    start failed (nothing is under way for it any more)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with svc.db.transaction() as conn:
+            build = builds_store.get_build(conn, build_id)
+            pending = builds_store.pending_task(conn, build_id)
+        if build["state"] == BuildState.RUNNING and build["host_port"]:
+            # The start loads the new routes itself; whichever comes first loads them.
+            return proxy.refresh(svc)
+        if pending is None and build["state"] != BuildState.STARTING:
+            return False
+        time.sleep(WAKE_POLL_SECONDS)
+    return False
+
+
+def sleeping_ids(conn) -> set[int]:
+    """The builds asleep: each may keep its server container, stopped."""
+    rows = conn.execute("SELECT id FROM builds WHERE state = %s AND asleep",
+                        (BuildState.STOPPED.value,))
+    return {row["id"] for row in rows}

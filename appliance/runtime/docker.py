@@ -304,6 +304,29 @@ class DockerRuntime(NetworksMixin):
             if not isinstance(exc.__cause__, docker.errors.NotFound):
                 raise
 
+    def start_again(self, container_id: str) -> ContainerInfo:
+        """Start a stopped container of this instance again, as it was made (its mounts,
+        limits, labels, command). Docker may publish its port on another host port than
+        last time: the returned info has the new one."""
+        container = self._container(container_id)
+        if container is None or (container.labels or {}).get(LABEL_APPLIANCE) != self.instance:
+            raise DockerError(f"no container {container_id} of this appliance")
+        with engine_errors(f"starting container {container.name} again"):
+            container.start()
+            container.reload()
+        log.info("started container %s (%s) again", container.name, container.short_id)
+        return _info(container)
+
+    def stop_all(self, build_id: int, role: str | None = None, *,
+                 grace: int = 10) -> list[ContainerInfo]:
+        """Stop the build's running containers (those of one role, if given) and keep
+        them: SIGTERM, then SIGKILL after `grace` seconds. Returns those it found."""
+        found = self.find(build_id=build_id, role=role)
+        for info in found:
+            if info.running:
+                self.stop(info.id, timeout=grace)
+        return found
+
     def remove_all(self, build_id: int, role: str | None = None, *,
                    grace: int = 0) -> list[ContainerInfo]:
         """Remove the build's containers (those of one role, if given), running or not,

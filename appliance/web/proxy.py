@@ -1,5 +1,5 @@
-"""What Caddy asks the daemon: whether a name may have a certificate, and the page a
-stopped build's name answers.
+"""What Caddy asks the daemon: whether a name may have a certificate, the page a
+stopped build's name answers, and the wake-up of a sleeping build.
 
 Only Caddy reaches these: they live under /_proxy, which the UI's own route in Caddy
 answers 404 from outside; the daemon itself listens on loopback. No session is read or
@@ -7,6 +7,8 @@ made here (the stopped page is served at a build's name, not the UI's).
 """
 
 from __future__ import annotations
+
+import threading
 
 from flask import Blueprint, abort, render_template, request
 
@@ -23,6 +25,14 @@ from appliance.web.auth import ACCESS_SECONDS
 from appliance.web.common import config, db, services
 
 blueprint = Blueprint("proxy", __name__, url_prefix="/_proxy")
+
+# A visit to a sleeping build waits this long for it (Odoo's start: a second or two for
+# a small database, longer for a large one) before it gets the page that reloads itself.
+HOLD_SECONDS = 30
+# Visits held at once: each holds one of the web server's threads ([server] threads, 16
+# by default); the others get the page that reloads itself at once.
+MAX_HELD = 4
+_held = threading.BoundedSemaphore(MAX_HELD)
 
 
 @blueprint.get("/ask")
@@ -84,15 +94,25 @@ def auth(build_id: int):
 @blueprint.route("/wake/<int:build_id>", methods=["GET", "HEAD", "POST"])
 @guard.self_authenticated
 def wake(build_id: int):
-    """A visit to a sleeping build: its server is started and the visit gets a page
-    that reloads itself (503 with Retry-After, for other clients) until the build
-    answers. The visit is not held meanwhile: Caddy takes new routes as the build comes
-    up, and a request held across that change would be cut."""
+    """A visit to a sleeping build: its server is started and the visit waits for it
+    (up to HOLD_SECONDS), then is sent to the same address again (307: the method and
+    body too), which Caddy now routes to the build. Caddy lets a request it is proxying
+    finish when it loads the new routes. A visit that cannot be held (too many already
+    are, or the build takes longer, or its start failed) gets a page that reloads itself
+    (503 with Retry-After, for other clients) until the build answers."""
+    svc = services()
     try:
-        sleep.wake(services(), build_id)
+        sleep.wake(svc, build_id)
     except NotFound:
         abort(404)
     again = _same_site_path(request.headers.get(ORIGINAL_URI, "/"))
+    if _held.acquire(blocking=False):
+        try:
+            awake = sleep.wait_awake(svc, build_id, HOLD_SECONDS)
+        finally:
+            _held.release()
+        if awake:
+            return "", 307, {"Location": again, "Cache-Control": "no-store"}
     return render_template("proxy_waking.html", again=again), 503, {
         "Retry-After": "1", "Cache-Control": "no-store"}
 

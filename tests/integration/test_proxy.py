@@ -257,26 +257,56 @@ def state_of(app, build_id: int) -> dict:
         return builds_store.get_build(conn, build_id)
 
 
-def test_an_idle_development_build_sleeps_and_a_visit_wakes_it_and_is_served(app, caddy):
-    app.work.commit("v1", "a development branch")
-    build = app.work.push("feature")
+def servers(app, build_id: int) -> list:
+    return app.svc.docker.find(build_id=build_id, role="server")
+
+
+def fall_asleep(app, caddy, branch: str) -> dict:
+    """A development build of `branch`, pushed, visited, then left idle until it sleeps."""
+    app.work.commit("v1", f"the branch {branch}")
+    build = app.work.push(branch)
     assert build["state"] == "running", build["reason"]
-    host = layout.build_host(app.config, "shop", "feature", build["id"])
+    host = layout.build_host(app.config, "shop", branch, build["id"])
     assert visit(caddy, host, "/web/login")[0] == 200
     time.sleep(2)  # that visit written down by the sleep checks first
     age(app, build["id"], 5)
     asleep = wait_for(lambda: (b := state_of(app, build["id"]))["asleep"]
                       and b["state"] == "stopped" and b, timeout=20)
     assert asleep, state_of(app, build["id"])
-    time.sleep(0.5)
-    status, headers, body = visit(caddy, host, "/web/login")
-    assert status == 503 and "Waking up" in body and headers["retry-after"] == "1"
-    # A browser reloads the page as it says; it is served once the build answers.
-    served = wait_for(lambda: (r := get(caddy, host, "/web/login"))[0] == 200 and r,
-                      timeout=60, interval=1.0)
-    assert served, get(caddy, host, "/web/login")
+    time.sleep(0.5)  # Caddy has its wake-up route
+    return asleep
+
+
+def test_an_idle_development_build_sleeps_and_a_visit_wakes_it_and_is_served(app, caddy):
+    build = fall_asleep(app, caddy, "feature")
+    # Asleep, its server container is kept, stopped: waking it is a `docker start`.
+    [kept] = servers(app, build["id"])
+    assert kept.status == "exited" and not kept.running
+    host = layout.build_host(app.config, "shop", "feature", build["id"])
+    # The visit waits for the build, then is sent to the same address, now served.
+    status, headers, _ = get(caddy, host, "/web/login?a=1")
+    assert status == 307 and headers["location"] == "/web/login?a=1"
+    assert visit(caddy, host, "/web/login?a=1")[0] == 200
     woken = state_of(app, build["id"])
     assert woken["state"] == "running" and not woken["asleep"]
+    [again] = servers(app, build["id"])
+    assert again.id == kept.id and again.running
+    assert woken["host_port"] == again.host_port  # read again: Docker may change it
+
+
+def test_a_sleeping_build_keeps_its_stopped_container_across_a_daemon_restart_until_dropped(
+        app, caddy):
+    from appliance.jobs import gc
+    build = fall_asleep(app, caddy, "nap")
+    [kept] = servers(app, build["id"])
+    app.svc.docker.start_again(kept.id)  # started behind the appliance's back
+    app.stop()
+    app.start()  # reconcile: a sleeping build's server is expected, and stopped
+    [after] = servers(app, build["id"])
+    assert after.id == kept.id and not after.running
+    assert state_of(app, build["id"])["asleep"]
+    gc.drop(app.svc, state_of(app, build["id"]))
+    assert servers(app, build["id"]) == []
 
 
 def test_a_visit_is_noted_as_a_use_of_the_build_and_production_never_sleeps(app, caddy):

@@ -179,7 +179,9 @@ def test_a_sleeping_build_s_names_lead_to_the_wake_up_and_keep_the_visited_path(
     handle = proxy_config._route(proxy_config.Settings.from_config(cfg),
                                  routes["dev.acme.apps.example.com"])["handle"]
     assert handle[0] == {"handler": "rewrite", "uri": "/_proxy/wake/3"}
-    assert handle[1]["headers"]["request"]["set"]["X-Appliance-Uri"] == ["{http.request.uri}"]
+    # The path as visited, not as rewritten: the waking page reloads it.
+    assert handle[1]["headers"]["request"]["set"]["X-Appliance-Uri"] == \
+        ["{http.request.orig_uri}"]
     # Production is never woken: a stopped production shows the stopped page.
     prod = {**build(4, state="stopped"), "asleep": True}
     assert by_host(proxy_config.plan_routes(cfg, [prod]))["main.acme.apps.example.com"].action \
