@@ -3,7 +3,7 @@ user asks.
 
 Principals, from nobody to everybody:
 
-    anonymous        not signed in (routes send them to sign in)
+    anonymous        not signed in (routes send them to sign in), or a disabled account
     outsider         signed in, not a member of the project: the project does not exist
                      for them (404, never 403: names of other people's projects stay hidden)
     tester           a member with the role tester
@@ -130,7 +130,9 @@ def decide(principal: str, matrix: Matrix, action: str, stage: str | None) -> st
 
 
 def principal(conn, user: dict | None, project: dict) -> str:
-    if user is None:
+    # A disabled account is nobody, whatever still holds its name: a terminal it opened,
+    # a task it queued, a command run --as it.
+    if user is None or user.get("disabled_at") is not None:
         return "anonymous"
     if user.get("is_admin"):
         return "appliance_admin"
