@@ -8,6 +8,7 @@ the build's environment (psql reaches the build's database with no arguments, th
 config is the build's, history files in /tmp), a control token that lets odoo-update
 and odoo-restart act as this user while the terminal is open, a row in shell_sessions
 and a line in the branch's history. A production terminal is recorded (shell.cast).
+An open terminal is closed when its user is disabled or loses the right (revoked).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from appliance import policy
-from appliance.errors import DockerError, NotFound, UserError
+from appliance.errors import DockerError, NotFound, PermissionDenied, UserError
 from appliance.jobs import containers
 from appliance.runtime import docker_exec
 from appliance.runtime.image_recipes import SHELL_RC, USER_HOME
@@ -25,6 +26,7 @@ from appliance.shell import cast
 from appliance.store import builds as builds_store
 from appliance.store import projects as projects_store
 from appliance.store import shell as shell_store
+from appliance.store import users as users_store
 from appliance.store.states import BuildState
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,8 @@ TERM = "xterm-256color"
 CONTROL_TOKEN_NAME = "APPLIANCE_SHELL_TOKEN"
 # Stages whose terminals are recorded.
 RECORDED_STAGES = ("production",)
+# An open terminal is checked this often (seconds) against the store: see revoked().
+RECHECK_SECONDS = 5
 
 
 class NotRunning(UserError):
@@ -131,6 +135,28 @@ def open_terminal(svc, user: dict | None, build_id: int, rows: int, cols: int,
     log.info("shell #%s opened on build #%s by %s (%s)", session["id"], build_id,
              user["name"] if user else "the appliance", channel)
     return Terminal(pty, session, build, project, user, token, recorder)
+
+
+def revoked(svc, terminal: Terminal) -> str | None:
+    """Why an open terminal must close now, in words for its notice: its session was
+    ended, its user disabled, or no longer allowed a shell on the build's stage (removed
+    from the project, a new role or permission). None while it may stay open. The
+    browser's and SSH's sides ask this every RECHECK_SECONDS."""
+    with svc.db.transaction() as conn:
+        session = shell_store.get_session(conn, terminal.session["id"])
+        if session is None or session["ended_at"] is not None:
+            return "this terminal's session has ended"
+        if terminal.user is None:  # the appliance's own
+            return None
+        user = users_store.get_user(conn, terminal.user["id"])
+        if not users_store.is_active(user):
+            return "the account is disabled"
+        project = projects_store.project_by_id(conn, terminal.project["id"])
+        try:
+            policy.require(conn, user, project, "shell", terminal.build["stage"])
+        except (NotFound, PermissionDenied):
+            return "a shell on this build is no longer allowed to this account"
+    return None
 
 
 def close_terminal(svc, terminal: Terminal) -> None:

@@ -17,7 +17,8 @@ Before any process starts, a connection must pass, in this order:
 A refusal closes the connection with code 4403 and a reason. Then binary frames carry
 the terminal's bytes both ways; a text frame {"resize": [rows, cols]} resizes it. A
 terminal without a keystroke or output for [shell] idle_minutes gets a notice and is
-closed. Runs on websockets 10.4 (Debian 12) and on the newest: only what both have
+closed; so is one whose sign-in ended, whose user was disabled or lost the right
+(checked every sessions.RECHECK_SECONDS). Runs on websockets 10.4 (Debian 12) and on the newest: only what both have
 (`serve` with `origins`, a handler taking the connection, recv/send/close).
 """
 
@@ -52,6 +53,7 @@ REFUSED = 4403
 SESSION_COOKIE = "appliance_session"
 SESSION_SECONDS = 14 * 24 * 3600
 IDLE_NOTICE = "\r\n\x1b[1;33m[closed after {minutes:g} minutes without activity]\x1b[0m\r\n"
+REVOKED_NOTICE = "\r\n\x1b[1;31m[closed: {reason}]\x1b[0m\r\n"
 
 
 class Refusal(Exception):
@@ -120,10 +122,11 @@ class TerminalServer:
     """The WebSocket server and the terminals it holds open."""
 
     def __init__(self, svc, open_terminal=sessions.open_terminal,
-                 close_terminal=sessions.close_terminal):
+                 close_terminal=sessions.close_terminal, revoked=sessions.revoked):
         self.svc = svc
         self.open_terminal = open_terminal
         self.close_terminal = close_terminal
+        self.revoked = revoked
         self.cookies = CookieReader(svc.config.server.secret_key)
         self.terminals: set = set()
         self.server = None
@@ -149,7 +152,7 @@ class TerminalServer:
 
     async def handler(self, ws, path=None) -> None:  # path: websockets 10's second argument
         try:
-            terminal = await self._admit(ws)
+            terminal, cookie = await self._admit(ws)
         except Refusal as exc:
             await ws.close(REFUSED, str(exc)[:120])
             return
@@ -157,7 +160,7 @@ class TerminalServer:
             return
         try:
             self.terminals.add(terminal)
-            reason = await self._pump(ws, terminal)
+            reason = await self._pump(ws, terminal, cookie)
         finally:
             self.terminals.discard(terminal)
             await asyncio.get_running_loop().run_in_executor(
@@ -181,7 +184,8 @@ class TerminalServer:
         except (ValueError, TypeError, KeyError):
             raise Refusal("no ticket") from None
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self._open, cookie, ticket, rows, cols)
+        terminal = await loop.run_in_executor(None, self._open, cookie, ticket, rows, cols)
+        return terminal, cookie
 
     def _open(self, cookie: tuple[int, int], ticket, rows, cols):
         """In a worker thread: the ticket, then the terminal (or a Refusal)."""
@@ -201,14 +205,16 @@ class TerminalServer:
         except (UserError, ValueError) as exc:
             raise Refusal(str(exc)) from None
 
-    async def _pump(self, ws, terminal) -> str:
-        """Bytes both ways until either side ends or the terminal idles; the reason."""
+    async def _pump(self, ws, terminal, cookie: tuple[int, int]) -> str:
+        """Bytes both ways until either side ends, the terminal idles or its access is
+        revoked; the reason."""
         terminal.pty.setblocking(False)
         activity = [time.monotonic()]
         tasks = {
             asyncio.ensure_future(self._from_terminal(ws, terminal, activity)): "ended",
             asyncio.ensure_future(self._from_browser(ws, terminal, activity)): "closed",
             asyncio.ensure_future(self._idle(ws, activity)): "idle",
+            asyncio.ensure_future(self._watch(ws, terminal, cookie)): "revoked",
         }
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
@@ -218,8 +224,8 @@ class TerminalServer:
             if task.exception() and not isinstance(task.exception(),
                                                    websockets.ConnectionClosed):
                 log.warning("shell #%s: %r", terminal.session["id"], task.exception())
-        return {"ended": "the shell ended", "closed": "closed",
-                "idle": "closed: idle"}[tasks[next(iter(done))]]
+        return {"ended": "the shell ended", "closed": "closed", "idle": "closed: idle",
+                "revoked": "closed: access revoked"}[tasks[next(iter(done))]]
 
     async def _from_terminal(self, ws, terminal, activity) -> None:
         """What the terminal prints, to the browser. The socket stays registered with the
@@ -262,6 +268,28 @@ class TerminalServer:
                 continue
             if terminal.recorder is not None:
                 terminal.recorder.resize(int(rows), int(cols))
+
+    async def _watch(self, ws, terminal, cookie: tuple[int, int]) -> None:
+        """Every sessions.RECHECK_SECONDS: the sign-in that opened the terminal still
+        holds (not signed out everywhere, no new password, the account enabled) and its
+        user may still have it (sessions.revoked); else a notice, and the end."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(sessions.RECHECK_SECONDS)
+            reason = await loop.run_in_executor(None, self._why_revoked, terminal, cookie)
+            if reason:
+                log.info("shell #%s closed: %s", terminal.session["id"], reason)
+                await ws.send(REVOKED_NOTICE.format(reason=reason).encode())
+                return
+
+    def _why_revoked(self, terminal, cookie: tuple[int, int]) -> str | None:
+        reason = self.revoked(self.svc, terminal)
+        if reason:
+            return reason
+        with self.svc.db.transaction() as conn:
+            if users_store.session_user(conn, *cookie) is None:
+                return "the sign-in that opened it has ended"
+        return None
 
     async def _idle(self, ws, activity) -> None:
         limit = self.svc.config.shell.idle_minutes * 60

@@ -5,8 +5,9 @@ session's own terminal.
 The SSH client must ask for a terminal (`ssh -t`): this process's stdin is then the pty
 sshd made, put in raw mode so that every keystroke (Ctrl-C included) reaches the build's
 shell as it was typed; its size follows the client's window (SIGWINCH). The terminal ends
-when its shell exits, when the client goes (end of input, or SIGHUP), or after
-[shell] idle_minutes without a keystroke or output; its processes end with it.
+when its shell exits, when the client goes (end of input, or SIGHUP), after
+[shell] idle_minutes without a keystroke or output, or once its user is disabled or no
+longer allowed the shell (sessions.revoked); its processes end with it.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def serve(cfg: Config, db: Database, user: dict, request: ShellRequest,
         terminal = _open(svc, user, build_id)
         try:
             with _signals(terminal):
-                _pump(terminal, cfg.shell.idle_minutes * 60)
+                _pump(terminal, cfg.shell.idle_minutes * 60,
+                      lambda: sessions.revoked(svc, terminal))
         except Hangup:
             log.info("shell #%s: the SSH session ended", terminal.session["id"])
         finally:
@@ -143,18 +145,29 @@ def _signals(terminal: sessions.Terminal):
             signal.signal(sig, handler)
 
 
-def _pump(terminal: sessions.Terminal, idle_seconds: float) -> None:
-    """Keystrokes to the build, what it prints to the client, until either side ends."""
+def _pump(terminal: sessions.Terminal, idle_seconds: float, revoked=lambda: None) -> None:
+    """Keystrokes to the build, what it prints to the client, until either side ends,
+    the terminal idles, or revoked() gives a reason (asked every
+    sessions.RECHECK_SECONDS: the user disabled, or no longer allowed the shell)."""
     selector = selectors.DefaultSelector()
     selector.register(STDIN, selectors.EVENT_READ, "client")
     selector.register(terminal.pty, selectors.EVENT_READ, "build")
-    last = time.monotonic()
+    last = checked = time.monotonic()
     try:
         while True:
-            events = selector.select(timeout=max(1.0, min(idle_seconds, 60.0)))
-            if not events and time.monotonic() - last > idle_seconds:
+            idles = idle_seconds > 0  # 0: never closed for idling (as in the browser)
+            wait = min(idle_seconds if idles else 60.0, 60.0, sessions.RECHECK_SECONDS)
+            events = selector.select(timeout=max(0.05, wait))
+            now = time.monotonic()
+            if idles and not events and now - last > idle_seconds:
                 _write(f"\r\n[closed after {idle_seconds / 60:g} minutes without activity]\r\n")
                 return
+            if now - checked >= sessions.RECHECK_SECONDS:
+                checked, reason = now, revoked()
+                if reason:
+                    log.info("shell #%s closed: %s", terminal.session["id"], reason)
+                    _write(f"\r\n[closed: {reason}]\r\n")
+                    return
             for item, _mask in events:
                 last = time.monotonic()
                 if item.data == "client":

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
+import socket
+import threading
 
 import pytest
 
@@ -31,7 +32,7 @@ from appliance.store import members as store_members
 from appliance.store import shell as shell_store
 from appliance.store import users as store_users
 from tests.integration.test_shell_refusals import (  # noqa: F401 (the fixture)
-    EchoPty, converse, session_cookie, shell, ticket_for)
+    converse, ended, eventually, session_cookie, shell, ticket_for)
 
 TOKEN = "control-token-of-an-open-terminal-0123456789ab"
 
@@ -99,3 +100,83 @@ def test_a_disabled_appliance_admin_s_open_terminal_can_no_longer_make_the_daemo
         store_users.set_disabled(conn, "admin", True)
     with pytest.raises(NotFound):
         actions.authorise(Services(config, db), build["id"], TOKEN)
+
+
+# -- open terminals whose access goes -----------------------------------------------------
+
+def _disable(db, people):
+    with db.transaction() as conn:
+        store_users.set_disabled(conn, "member", True)
+
+
+def _remove_from_project(db, people):
+    with db.transaction() as conn:
+        store_members.remove(conn, people["project"], "member")
+
+
+def _sign_out_everywhere(db, people):
+    with db.transaction() as conn:
+        store_users.end_sessions(conn, people["member"]["id"])
+
+
+@pytest.mark.parametrize("revoke, notice", [
+    (_disable, "the account is disabled"),
+    (_remove_from_project, "a shell on this build is no longer allowed"),
+    (_sign_out_everywhere, "the sign-in that opened it has ended"),
+])
+def test_an_open_browser_terminal_closes_once_its_user_s_access_goes(
+        shell, client_as, make_build, db, people, monkeypatch, revoke, notice):
+    monkeypatch.setattr(sessions, "RECHECK_SECONDS", 0.2)
+    build = make_build("feature", state="running")
+    member = client_as("member")  # a developer: a shell on development
+    timer = threading.Timer(0.6, revoke, (db, people))
+    timer.start()
+    try:
+        received, code, reason = converse(shell.url, ticket=ticket_for(member, build["id"]),
+                                          cookie=session_cookie(member), send=[b"id\r"],
+                                          hang_up=False)
+    finally:
+        timer.join()
+    assert received.startswith(b"echo:id\r")
+    assert f"[closed: {notice}".encode() in received
+    assert (code, reason) == (1000, "closed: access revoked")
+    (started,) = shell.started
+    eventually(lambda: started["pty"].closed and ended(db))
+
+
+@pytest.mark.parametrize("revoke, notice", [
+    (_disable, "the account is disabled"),
+    (_remove_from_project, "a shell on this build is no longer allowed"),
+])
+def test_an_open_ssh_terminal_closes_once_its_user_s_access_goes(
+        config, db, people, make_build, monkeypatch, revoke, notice):
+    """ssh.shell's loop between the SSH session's pty (here: pipes) and the build's
+    terminal (here: a socket pair), with the real check against the store."""
+    monkeypatch.setattr(sessions, "RECHECK_SECONDS", 0.2)
+    build = make_build("feature", state="running")
+    svc = Services(config, db)
+    with db.transaction() as conn:
+        session = shell_store.start_session(conn, build, people["member"], "ssh", TOKEN,
+                                            recorded=False)
+    ours, theirs = socket.socketpair()
+    terminal = sessions.Terminal(ours, session, build, people["project"], people["member"],
+                                 TOKEN)
+    client_in, keys = os.pipe()
+    screen, client_out = os.pipe()
+    monkeypatch.setattr(ssh_shell, "STDIN", client_in)
+    monkeypatch.setattr(ssh_shell, "STDOUT", client_out)
+    pump = threading.Thread(target=ssh_shell._pump, daemon=True, args=(
+        terminal, 1800, lambda: sessions.revoked(svc, terminal)))
+    pump.start()
+    try:
+        os.write(keys, b"id\r")
+        assert theirs.recv(100) == b"id\r"  # the terminal carries keystrokes meanwhile
+        revoke(db, people)
+        pump.join(5)
+        assert not pump.is_alive(), "the terminal stayed open"
+        assert f"[closed: {notice}".encode() in os.read(screen, 4096)
+    finally:
+        for fd in (client_in, keys, screen, client_out):
+            os.close(fd)
+        ours.close()
+        theirs.close()
