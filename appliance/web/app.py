@@ -105,7 +105,7 @@ def refused(exc: UserError):
     if request.method != "POST" or declared is None:
         return error_page(400, str(exc))
     back, keep_form = declared
-    log.info("refused %s %s: %s", request.method, request.path, exc)
+    log.info("refused %s %s: %s", request.method, auth.loggable_path(), exc)
     audit_hook.note_reason(str(exc))
     if keep_form:
         session[common.REFUSED_FORM] = {

@@ -31,7 +31,7 @@ from flask import (Blueprint, abort, flash, g, jsonify, redirect, render_templat
                    session, url_for)
 
 from appliance.errors import PermissionDenied, UserError
-from appliance.store import logins
+from appliance.store import audit, logins
 from appliance.store import totp
 from appliance.store import users as store_users
 from appliance.web import guard
@@ -152,9 +152,21 @@ def check_csrf():
     expected = session.get("csrf")
     given = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD) or ""
     if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
-        log.info("refused %s %s: CSRF token missing or wrong", request.method, request.path)
+        log.info("refused %s %s: CSRF token missing or wrong", request.method,
+                 loggable_path())
         abort(400, description="CSRF token missing or wrong")
     return None
+
+
+def loggable_path() -> str:
+    """The request's path for the log, without the secrets a URL may carry (a password
+    link's token): a part of the URL named like a secret (store.audit.DENIED_WORDS)
+    shows as "…"."""
+    path = request.path
+    for name, value in (request.view_args or {}).items():
+        if any(word in name.lower() for word in audit.DENIED_WORDS) and str(value):
+            path = path.replace(str(value), "…")
+    return path
 
 
 def keep_build_access(response):
