@@ -64,7 +64,8 @@ def perform(svc, build_id: int, request: Request, say) -> None:
 
 def authorise(svc, build_id: int, token: str) -> tuple[dict, dict, dict]:
     """The terminal's user, the project and the build, if the token names an open
-    terminal of this build whose user may still do this on a running build."""
+    terminal of this build whose user may still do this on a running build of a project
+    that is not archived."""
     with svc.db.transaction() as conn:
         session = shell_store.session_by_control(conn, build_id, token)
         if session is None or session["user_id"] is None:
@@ -75,6 +76,8 @@ def authorise(svc, build_id: int, token: str) -> tuple[dict, dict, dict]:
         project = projects_store.project_by_id(conn, build["project_id"])
         policy.require(conn, user, project, "shell", build["stage"])
         policy.require(conn, user, project, "rebuild", build["stage"])
+        if project.get("archived_at") is not None:  # its servers are being stopped
+            raise Refused(f"{project['name']} is archived: its servers stay stopped")
         if build["state"] != BuildState.RUNNING:
             raise Refused(f"build #{build_id} is {build['state']}, not running")
     return user, project, build

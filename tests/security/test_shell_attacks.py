@@ -23,7 +23,7 @@ import threading
 
 import pytest
 
-from appliance.errors import NotFound
+from appliance.errors import NotFound, UserError
 from appliance.services import Services
 from appliance.shell import actions, control, sessions
 from appliance.shell import websocket as shell_websocket
@@ -99,6 +99,19 @@ def test_a_disabled_appliance_admin_s_open_terminal_can_no_longer_make_the_daemo
     with db.transaction() as conn:
         store_users.set_disabled(conn, "admin", True)
     with pytest.raises(NotFound):
+        actions.authorise(Services(config, db), build["id"], TOKEN)
+
+
+def test_a_terminal_of_an_archived_project_cannot_restart_or_update_its_server(
+        config, db, people, make_build):
+    """Archiving stops the project's servers (a task): a terminal still open meanwhile
+    must not start one again behind it."""
+    build = make_build("feature", state="running")
+    _open_session(db, build, people["owner"])
+    with db.transaction() as conn:
+        conn.execute("UPDATE projects SET archived_at = now() WHERE id = %s",
+                     (build["project_id"],))
+    with pytest.raises(UserError, match="archived"):
         actions.authorise(Services(config, db), build["id"], TOKEN)
 
 
