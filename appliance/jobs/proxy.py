@@ -9,6 +9,9 @@ watch     the scheduler's job, every [proxy] check_seconds: Caddy restarted with
           configuration (its marker is gone) -> load it again; routes changed without
           a hook (GC dropped a build) -> load them
 serves    whether a name is one the appliance serves (the on-demand TLS question)
+loads, wait_for_load
+          how many configurations this process loaded so far, and a wait for the next
+          one (a visit held while its sleeping build wakes up)
 
 Without [proxy] base_domain all of this does nothing: builds keep their loopback
 addresses.
@@ -42,6 +45,8 @@ class ProxyState:
     # Builds whose server is being stopped: counted as stopped by every refresh until
     # their state says so (a concurrent refresh must not route to them again).
     leaving: set = field(default_factory=set)
+    loads: int = 0                         # configurations loaded so far
+    loaded_one: threading.Condition = field(default_factory=threading.Condition)
 
 
 def enabled(svc) -> bool:
@@ -110,7 +115,26 @@ def refresh(svc, force: bool = False) -> bool:
             return False
         state.loaded = marker
         log.info("proxy: %d name(s) loaded into Caddy", len(routes))
-        return True
+    with state.loaded_one:
+        state.loads += 1
+        state.loaded_one.notify_all()
+    return True
+
+
+def loads(svc) -> int:
+    """How many configurations this process has loaded into Caddy so far."""
+    return _state(svc).loads if enabled(svc) else 0
+
+
+def wait_for_load(svc, after: int, timeout: float) -> None:
+    """Return once Caddy took a configuration past the `after`th (`loads`), or after
+    `timeout` seconds."""
+    if not enabled(svc):
+        time.sleep(timeout)
+        return
+    state = _state(svc)
+    with state.loaded_one:
+        state.loaded_one.wait_for(lambda: state.loads > after, timeout)
 
 
 def watch(svc) -> None:

@@ -141,12 +141,11 @@ def _branch_routes(cfg: Config, settings: Settings, builds: list[dict],
         if build in serving:
             routes.append(Route(host, "build", f"{settings.upstream_host}:{build['host_port']}",
                                 build["id"], label, watched))
-        elif build["state"] in (BuildState.STOPPED, BuildState.RUNNING):
+        elif _idle(build):
             routes.append(Route(host, _idle_action(build, leaving), settings.daemon,
                                 build["id"], label))
     branch_host = layout.branch_host(cfg, first["project"], first["branch"])
-    in_progress = [b for b in builds if b["state"] not in (BuildState.STOPPED,
-                                                           BuildState.RUNNING)]
+    in_progress = [b for b in builds if not _idle(b)]
     if serving:
         newest = serving[-1]
         routes.append(Route(branch_host, "build",
@@ -155,10 +154,17 @@ def _branch_routes(cfg: Config, settings: Settings, builds: list[dict],
     elif in_progress:  # a full deploy, a restore, a first build: back in a moment
         routes.append(Route(branch_host, "maintenance", build_id=in_progress[-1]["id"],
                             label=label))
-    elif builds[-1]["state"] in (BuildState.STOPPED, BuildState.RUNNING):
+    elif _idle(builds[-1]):
         routes.append(Route(branch_host, _idle_action(builds[-1], leaving), settings.daemon,
                             builds[-1]["id"], label))
     return routes
+
+
+def _idle(build: dict) -> bool:
+    """Stopped or running, or waking up: a sleeping build's start keeps its names at
+    the wake-up, where visits wait for it (nor does Caddy load new routes meanwhile)."""
+    waking = build["state"] == BuildState.STARTING and build.get("asleep")
+    return build["state"] in (BuildState.STOPPED, BuildState.RUNNING) or bool(waking)
 
 
 def _idle_action(build: dict, leaving: frozenset) -> str:

@@ -28,8 +28,9 @@ from appliance.store.states import BuildState
 log = logging.getLogger(__name__)
 
 SLEEPING_STAGES = ("development", "staging")
-# How often a held visit looks whether its build is awake: the store is asked, cheaply.
-WAKE_POLL_SECONDS = 0.02
+# A held visit looks whether its build is awake each time the proxy loads new routes
+# (a start that succeeds loads its names), and at least this often (a failed start).
+WAKE_CHECK_SECONDS = 0.25
 
 _used: dict[int, float] = {}
 _used_lock = threading.Lock()
@@ -105,7 +106,8 @@ def wait_awake(svc, build_id: int, timeout: float) -> bool:
     routes its names to it. True when it does; False at the timeout, or at once when its
     start failed (nothing is under way for it any more)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
+        seen = proxy.loads(svc)
         with svc.db.transaction() as conn:
             build = builds_store.get_build(conn, build_id)
             pending = builds_store.pending_task(conn, build_id)
@@ -114,8 +116,10 @@ def wait_awake(svc, build_id: int, timeout: float) -> bool:
             return proxy.refresh(svc)
         if pending is None and build["state"] != BuildState.STARTING:
             return False
-        time.sleep(WAKE_POLL_SECONDS)
-    return False
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        proxy.wait_for_load(svc, seen, min(left, WAKE_CHECK_SECONDS))
 
 
 def sleeping_ids(conn) -> set[int]:
