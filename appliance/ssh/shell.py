@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 CHUNK = 65536
 STDIN, STDOUT = 0, 1
 DEFAULT_SIZE = (24, 80)
+# What sshd sends the forced command when the client goes (and systemd when it stops).
+ENDING_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
 
 
 class Hangup(Exception):
@@ -59,16 +61,18 @@ def serve(cfg: Config, db: Database, user: dict, request: ShellRequest,
     svc = Services(cfg, db)
     with db.transaction() as conn:
         build_id = _build_id(conn, user, request)
-    with _raw_terminal():  # from now on: keys typed while the terminal opens are kept
+    with _raw_terminal(), _hangups_noted() as noted:  # keys typed meanwhile are kept
         terminal = _open(svc, user, build_id)
         try:
             with _signals(terminal):
+                if noted:  # the client went while the terminal opened
+                    raise Hangup()
                 _pump(terminal, cfg.shell.idle_minutes * 60,
                       lambda: sessions.revoked(svc, terminal))
         except Hangup:
             log.info("shell #%s: the SSH session ended", terminal.session["id"])
         finally:
-            sessions.close_terminal(svc, terminal)
+            sessions.close_terminal(svc, terminal)  # hang-ups are noted again meanwhile
     return 0
 
 
@@ -121,6 +125,21 @@ def _raw_terminal():
     finally:
         with contextlib.suppress(termios.error):
             termios.tcsetattr(STDIN, termios.TCSADRAIN, saved)
+
+
+@contextlib.contextmanager
+def _hangups_noted():
+    """While the terminal opens and closes, a hang-up (sshd's when the client goes) is
+    noted, not acted on: ending this process then would leave the shell running in the
+    container, its session and control token open. Yields the list of those noted."""
+    noted: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: noted.append(signum))
+                for sig in ENDING_SIGNALS}
+    try:
+        yield noted
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager

@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import threading
+import time
+import types
 
 import pytest
 
@@ -28,6 +31,7 @@ from appliance.services import Services
 from appliance.shell import actions, control, sessions
 from appliance.shell import websocket as shell_websocket
 from appliance.ssh import shell as ssh_shell
+from appliance.ssh.request import ShellRequest
 from appliance.store import members as store_members
 from appliance.store import shell as shell_store
 from appliance.store import users as store_users
@@ -193,3 +197,40 @@ def test_an_open_ssh_terminal_closes_once_its_user_s_access_goes(
             os.close(fd)
         ours.close()
         theirs.close()
+
+
+class _Died(Exception):
+    """Stands for the default action of SIGHUP: the process ends on the spot."""
+
+
+def test_an_ssh_client_gone_while_its_terminal_opens_leaves_no_shell_behind(
+        config, db, people, monkeypatch):
+    """sshd hangs up the forced command when the client goes. Arriving while the terminal
+    is being opened, the hang-up waits until the terminal can be closed: otherwise the
+    shell stays in the container, its session (and control token) open for good."""
+    opened, closed = [], []
+    terminal = types.SimpleNamespace(session={"id": 1})
+
+    def open_and_hang_up(svc, user, build_id):
+        opened.append(build_id)  # its shell runs in the container from here on
+        os.kill(os.getpid(), signal.SIGHUP)  # the client goes before it is all set up
+        return terminal
+
+    def died(_signum, _frame):
+        raise _Died()
+
+    primary, replica = os.openpty()  # the SSH session's pty, as sshd makes it
+    monkeypatch.setattr(ssh_shell, "STDIN", replica)
+    monkeypatch.setattr(ssh_shell, "_open", open_and_hang_up)
+    monkeypatch.setattr(ssh_shell, "_pump", lambda *args: time.sleep(5))
+    monkeypatch.setattr(sessions, "close_terminal", lambda svc, t: closed.append(t))
+    previous = signal.signal(signal.SIGHUP, died)
+    try:
+        ssh_shell.serve(config, db, people["member"], ShellRequest(build_id=7), {}, None)
+    except _Died:
+        pass
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+        os.close(primary)
+        os.close(replica)
+    assert opened == [7] and closed == [terminal]
