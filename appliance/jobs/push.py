@@ -72,7 +72,15 @@ def _not_allowed(conn, project: dict, user: dict, updates) -> list[str]:
 
 def received(conn, cfg: Config, project: dict, user: dict, updates_text: str,
              address: str = "") -> list[str]:
-    """Record the pushed branches and queue a build of each; the lines to show the pusher."""
+    """Record the pushed branches and queue a build of each; the lines to show the pusher.
+    Nothing is queued in a project archived since the push was checked (its row is read
+    again, after an archive under way has ended: the archive found nothing queued)."""
+    now = conn.execute("SELECT archived_at FROM projects WHERE id = %s FOR SHARE",
+                       (project["id"],)).fetchone()
+    if now is None or now["archived_at"] is not None:
+        log.warning("push to %s by %s: the project was archived meanwhile; no build queued",
+                    project["name"], user["name"] if user else "the appliance")
+        return [f"{project['name']} was archived while this push ran: no build was queued"]
     repo = cfg.paths.repos / f"{project['name']}.git"
     lines = []
     for update in git.parse_ref_updates(updates_text):
