@@ -18,8 +18,9 @@ A refusal closes the connection with code 4403 and a reason. Then binary frames 
 the terminal's bytes both ways; a text frame {"resize": [rows, cols]} resizes it. A
 terminal without a keystroke or output for [shell] idle_minutes gets a notice and is
 closed; so is one whose sign-in ended, whose user was disabled or lost the right
-(checked every sessions.RECHECK_SECONDS). Runs on websockets 10.4 (Debian 12) and on the newest: only what both have
-(`serve` with `origins`, a handler taking the connection, recv/send/close).
+(checked every sessions.RECHECK_SECONDS). Runs on websockets 10.4 (Debian 12) and on
+the newest: only what both have (`serve` with `origins`, a handler taking the
+connection, recv/send/close).
 """
 
 from __future__ import annotations
@@ -276,7 +277,13 @@ class TerminalServer:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(sessions.RECHECK_SECONDS)
-            reason = await loop.run_in_executor(None, self._why_revoked, terminal, cookie)
+            try:
+                reason = await loop.run_in_executor(None, self._why_revoked, terminal,
+                                                    cookie)
+            except Exception:  # the store unreachable a moment: asked again next round
+                log.warning("shell #%s: its access could not be checked",
+                            terminal.session["id"], exc_info=True)
+                continue
             if reason:
                 log.info("shell #%s closed: %s", terminal.session["id"], reason)
                 await ws.send(REVOKED_NOTICE.format(reason=reason).encode())

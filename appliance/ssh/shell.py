@@ -182,7 +182,7 @@ def _pump(terminal: sessions.Terminal, idle_seconds: float, revoked=lambda: None
                 _write(f"\r\n[closed after {idle_seconds / 60:g} minutes without activity]\r\n")
                 return
             if now - checked >= sessions.RECHECK_SECONDS:
-                checked, reason = now, revoked()
+                checked, reason = now, _ask(revoked, terminal)
                 if reason:
                     log.info("shell #%s closed: %s", terminal.session["id"], reason)
                     _write(f"\r\n[closed: {reason}]\r\n")
@@ -203,6 +203,16 @@ def _pump(terminal: sessions.Terminal, idle_seconds: float, revoked=lambda: None
                         terminal.recorder.output(data)
     finally:
         selector.close()
+
+
+def _ask(revoked, terminal: sessions.Terminal) -> str | None:
+    """revoked(), or None while the store cannot say (asked again next round)."""
+    try:
+        return revoked()
+    except Exception:  # a terminal is not cut for a moment's outage of the store
+        log.warning("shell #%s: its access could not be checked", terminal.session["id"],
+                    exc_info=True)
+        return None
 
 
 def _read(fd: int) -> bytes:

@@ -29,7 +29,6 @@ import pytest
 from appliance.errors import NotFound, UserError
 from appliance.services import Services
 from appliance.shell import actions, control, sessions
-from appliance.shell import websocket as shell_websocket
 from appliance.ssh import shell as ssh_shell
 from appliance.ssh.request import ShellRequest
 from appliance.store import members as store_members
