@@ -109,8 +109,14 @@ def run_oneoff(svc, setup: containers.OdooSetup, command: list[str], name: str,
         svc.docker.remove(info.id)
 
 
+# The longest line handed over: longer ones (a build printing without line breaks) come
+# in pieces of this size, so the daemon never gathers more of it.
+MAX_LINE_CHARS = 64 * 1024
+
+
 class LineSplitter:
-    """Hands complete lines of a stream of text chunks to a callback."""
+    """Hands complete lines of a stream of text chunks to a callback (a line longer
+    than MAX_LINE_CHARS in pieces of that size)."""
 
     def __init__(self, callback):
         self.callback = callback
@@ -119,9 +125,14 @@ class LineSplitter:
     def feed(self, text: str) -> None:
         if self.callback is None:
             return
-        *complete, self.pending = (self.pending + text).split("\n")
+        *complete, rest = (self.pending + text).split("\n")
         for line in complete:
-            self.callback(line)
+            for start in range(0, max(len(line), 1), MAX_LINE_CHARS):
+                self.callback(line[start:start + MAX_LINE_CHARS])
+        while len(rest) > MAX_LINE_CHARS:
+            self.callback(rest[:MAX_LINE_CHARS])
+            rest = rest[MAX_LINE_CHARS:]
+        self.pending = rest
 
 
 def read_log(paths, name: str) -> str:

@@ -43,6 +43,9 @@ REQUEST_SECONDS = 10
 # Connections a build's socket holds at once; more are closed as they come (a build's
 # code flooding its socket must not take the daemon's descriptors).
 MAX_CONNECTIONS = 4
+# What an answer may hold unsent (a client that does not read): past it, the connection
+# is cut, and the rest of an update's output goes to update.log only.
+MAX_PENDING_BYTES = 1 << 20
 # How often the sockets are matched with the builds that have a server (and at once
 # when a server starts: Service.nudge).
 SYNC_SECONDS = 5
@@ -229,5 +232,11 @@ class ControlSockets:
 
 
 def _write(writer: asyncio.StreamWriter, line: bytes) -> None:
-    if not writer.is_closing():
-        writer.write(line)
+    if writer.is_closing():
+        return
+    if writer.transport.get_write_buffer_size() + len(line) > MAX_PENDING_BYTES:
+        log.warning("a control socket's client does not read its answers: cut off (the "
+                    "rest of the output is in the build's logs)")
+        writer.transport.abort()
+        return
+    writer.write(line)
