@@ -28,13 +28,14 @@
 set -euo pipefail
 
 # openssh-server: the tests of sftp: backup copies start an sshd of their own on loopback.
+# wrk: the load client of bench/proxy.py.
 PACKAGES=(postgresql docker.io debootstrap git nodejs npm chromium python3-psycopg2
-          python3-venv curl restic openssh-server caddy)
+          python3-venv curl restic openssh-server caddy wrk)
 # A package also counts as present when its command is there: Docker's or NodeSource's
 # own packages (docker-ce, nodejs with npm) conflict with Debian's.
 declare -A COMMANDS=([docker.io]=dockerd [debootstrap]=debootstrap [git]=git [nodejs]=node
                      [npm]=npm [chromium]=chromium [curl]=curl [restic]=restic
-                     [openssh-server]=/usr/sbin/sshd [caddy]=caddy)
+                     [openssh-server]=/usr/sbin/sshd [caddy]=caddy [wrk]=wrk)
 GROUP=${APPLIANCE_PROJECTS_GROUP:-appliance_projects}
 DB_USER=${APPLIANCE_DB_USER:-appliance}
 DB_NAME=${APPLIANCE_DB_NAME:-appliance}

@@ -108,11 +108,13 @@ def test_the_development_build_bench_builds_one_round_and_prints_its_overhead(tm
 def test_the_proxy_bench_measures_caddy_and_a_wake_up_once_and_prints_both_ratios(tmp_path):
     db_password()
     out, _ = run_bench(tmp_path, "proxy.py", "--smoke")
-    assert_lines(out, r"^/web/health, 2 clients, median of 1 round\(s\) of 0\.5 s:$",
-                 r"^  through Caddy \(HTTPS\) +\d+ requests/s$",
-                 r"^  straight to the build +\d+ requests/s +\(target: Caddy >= 0\.7x\)$",
+    assert_lines(out, r"^/web/health with wrk, 2 connections, median of 1 round\(s\) of 1 s "
+                      r"each way:$",
+                 r"^  through Caddy \(HTTPS\) +\d+ requests/s +\(rounds: \d+\)$",
+                 r"^  straight to the build +\d+ requests/s +\(rounds: \d+\)$",
+                 r"^  through/straight, each round: \d+\.\d\d +\(target: median >= 0\.7x\)$",
                  rf"^wake-up of a sleeping build: {SECONDS} to its first page; docker start "
-                 rf"\+ ready {SECONDS} +\(target: <= 1\.2x\)$",
+                 rf"\+ ready {SECONDS} +\(medians of 1; target: <= 1\.2x\)$",
                  rf"^proxy throughput: {RATIO}$", rf"^wake: {RATIO}$")
     assert out.rstrip().splitlines()[-2].startswith("proxy throughput: ")
 
