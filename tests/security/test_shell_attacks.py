@@ -72,7 +72,7 @@ def test_a_build_flooding_its_control_socket_holds_only_a_few_of_the_daemon_s_de
             await sockets.close()
 
     held, dropped = asyncio.run(attack())
-    assert held <= control.MAX_CONNECTIONS + 2, held
+    assert held <= control.MAX_CONNECTIONS + 6, held  # (+ the pool's connections, if any)
     assert dropped >= flood - control.MAX_CONNECTIONS
 
 
