@@ -20,7 +20,7 @@ on loopback ports, in a temporary folder, and ends with two lines a check reads:
     proxy throughput: <ratio>x
     wake: <ratio>x
 
-    .venv/bin/python bench/proxy.py [--rounds 6] [--seconds 3] [--clients 4] [--wakes 5] [--smoke]
+    .venv/bin/python bench/proxy.py [--rounds 10] [--seconds 2] [--clients 4] [--wakes 5] [--smoke]
 """
 
 from __future__ import annotations
@@ -183,8 +183,8 @@ def wakes(app, caddy, build_id: int, count: int) -> tuple[list, list]:
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=2)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--wakes", type=int, default=5)
     parser.add_argument("--smoke", action="store_true", help="one short round")
