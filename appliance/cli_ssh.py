@@ -82,7 +82,7 @@ def key_remove(obj, user_name, which):
               help="the drop-in to write (default /etc/ssh/sshd_config.d/odoo-appliance.conf)")
 @click.option("--wrapper", type=click.Path(path_type=Path), default=None,
               help="sshd's AuthorizedKeysCommand to write "
-                   "(default /usr/lib/odoo-appliance/ssh-authorized-keys)")
+                   "(default /usr/libexec/odoo-appliance/ssh-authorized-keys)")
 @click.pass_obj
 def ssh_install(obj, dropin, wrapper):
     """Tell the host's sshd about the appliance's SSH user ([ssh] user): a drop-in in

@@ -3,7 +3,7 @@ invitation link, the command line.
 
 A password is refused when it is shorter than the configured minimum ([accounts]
 password_min_length), when it is the user's name (give or take digits and symbols around
-it), when it is one of the most common passwords (common_passwords.txt beside this
+it), when it is one of the most common passwords (common_passwords beside this
 module) give or take digits and symbols around it, or when it repeats a few characters.
 Each refusal says why, in words a person can act on.
 """
@@ -26,7 +26,7 @@ DECORATION = string.digits + string.punctuation + " "
 
 @functools.cache
 def common_passwords() -> frozenset[str]:
-    text = resources.files("appliance").joinpath("common_passwords.txt").read_text()
+    text = resources.files("appliance").joinpath("common_passwords").read_text()
     return frozenset(line.strip() for line in text.splitlines()
                      if line.strip() and not line.startswith("#"))
 

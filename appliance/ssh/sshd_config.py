@@ -1,7 +1,7 @@
 """The host's sshd, told about the appliance's SSH user: a drop-in and a small command.
 
     /etc/ssh/sshd_config.d/odoo-appliance.conf     a `Match User` block for that user only
-    /usr/lib/odoo-appliance/ssh-authorized-keys    sshd's AuthorizedKeysCommand (root's)
+    /usr/libexec/odoo-appliance/ssh-authorized-keys    sshd's AuthorizedKeysCommand (root's)
 
 `appliance ssh-install` writes both (setup and the package's postinst run it; safe to
 re-run), checks the host's whole configuration with `sshd -t` (a drop-in that breaks it
@@ -26,7 +26,7 @@ from appliance.errors import ConfigError, SystemFailure
 log = logging.getLogger(__name__)
 
 DROPIN = Path("/etc/ssh/sshd_config.d/odoo-appliance.conf")
-WRAPPER = Path("/usr/lib/odoo-appliance/ssh-authorized-keys")
+WRAPPER = Path("/usr/libexec/odoo-appliance/ssh-authorized-keys")
 SSHD = "/usr/sbin/sshd"
 HOST_CONFIG = Path("/etc/ssh/sshd_config")
 PRIVSEP = Path("/run/sshd")

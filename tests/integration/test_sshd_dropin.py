@@ -51,7 +51,7 @@ def effective(config: Path, user: str) -> dict[str, str]:
 def test_the_dropin_changes_nothing_for_the_hosts_other_users(host_copy):
     before = {user: effective(host_copy, user) for user in ("root", "ada", "appliance-x")}
     (host_copy.parent / "sshd_config.d" / "odoo-appliance.conf").write_text(
-        sshd_config.dropin("appliance", Path("/usr/lib/odoo-appliance/ssh-authorized-keys")))
+        sshd_config.dropin("appliance", Path("/usr/libexec/odoo-appliance/ssh-authorized-keys")))
     after = {user: effective(host_copy, user) for user in ("root", "ada", "appliance-x")}
     assert after == before
     assert effective(host_copy, "appliance") != before["ada"]
@@ -59,11 +59,11 @@ def test_the_dropin_changes_nothing_for_the_hosts_other_users(host_copy):
 
 def test_the_ssh_user_gets_only_the_appliances_keys_and_no_forwarding(host_copy):
     (host_copy.parent / "sshd_config.d" / "odoo-appliance.conf").write_text(
-        sshd_config.dropin("appliance", Path("/usr/lib/odoo-appliance/ssh-authorized-keys")))
+        sshd_config.dropin("appliance", Path("/usr/libexec/odoo-appliance/ssh-authorized-keys")))
     settings = effective(host_copy, "appliance")
     assert settings["authorizedkeysfile"] == "none"
     assert settings["authorizedkeyscommand"] == \
-        "/usr/lib/odoo-appliance/ssh-authorized-keys %u %t %k"
+        "/usr/libexec/odoo-appliance/ssh-authorized-keys %u %t %k"
     assert settings["authorizedkeyscommanduser"] == "appliance"
     for key, value in {"authenticationmethods": "publickey", "passwordauthentication": "no",
                        "kbdinteractiveauthentication": "no", "trustedusercakeys": "none",

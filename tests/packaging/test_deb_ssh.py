@@ -11,7 +11,7 @@ from tests.packaging.helpers import Container
 pytestmark = pytest.mark.docker
 
 DROPIN = "/etc/ssh/sshd_config.d/odoo-appliance.conf"
-COMMAND = "/usr/lib/odoo-appliance/ssh-authorized-keys"
+COMMAND = "/usr/libexec/odoo-appliance/ssh-authorized-keys"
 
 
 def test_with_openssh_the_package_opens_the_ssh_entry_and_removing_it_closes_it(deb, deb_image):

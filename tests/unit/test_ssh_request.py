@@ -84,7 +84,7 @@ def test_addresses_leave_port_22_out_and_default_to_the_public_host():
 
 
 def test_the_package_ships_the_authorized_keys_command_as_ssh_install_writes_it(monkeypatch):
-    """The .deb's copy in /usr/lib/odoo-appliance is what `appliance ssh-install` would
+    """The .deb's copy in /usr/libexec/odoo-appliance is what `appliance ssh-install` would
     write for the package's python and configuration: the postinst finds nothing to
     change there, and dpkg owns the file."""
     from pathlib import Path
