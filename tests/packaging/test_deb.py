@@ -24,6 +24,10 @@ ACCEPTED_LINTIAN_TAGS = {
     # The appliance is a systemd service only: Type=notify, a watchdog and the hardening
     # live in the unit, and there is no sysvinit script to keep in step with it.
     "package-supports-alternative-init-but-no-init.d-script",
+    # The build terminal's tools (appliance/runtime/shell_tools/) are package data that
+    # the appliance copies into its runtime image, where they run; executable here so
+    # that a script is not shipped without its mode. Nothing on the host runs them.
+    "executable-in-usr-lib",
 }
 
 
