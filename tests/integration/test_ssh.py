@@ -25,7 +25,6 @@ from appliance import policy
 from appliance.ssh import sshd_config
 from appliance.store import ssh_keys
 from appliance.store import users as users_store
-from tests.host import STATE_DIR
 from tests.integration.harness import BUILD_LINE, Appliance, free_port, git, make_repo
 
 pytestmark = [
@@ -35,15 +34,19 @@ pytestmark = [
 ]
 
 PASSWORD = "a long enough passphrase 42"
+# Where the test's sshd keeps its configuration and AuthorizedKeysCommand.
+SAFE_PARENT = Path("/run/appliance-test-sshd")
 
 
 class Sshd:
     """An sshd on 127.0.0.1 whose configuration is the appliance's drop-in for `user`.
     sshd runs an AuthorizedKeysCommand only from a path that root owns all the way up and
-    nobody else may write: the folder is made in the state folder, not in /tmp."""
+    nobody else may write: the folder is made under /run (root's, 0755), never where the
+    checkout happens to be (under /tmp, sticky and world-writable, sshd refuses it)."""
 
     def __init__(self, cfg, user: str = "root"):
-        self.folder = Path(tempfile.mkdtemp(prefix="sshd-", dir=STATE_DIR))
+        SAFE_PARENT.mkdir(mode=0o755, exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(prefix="sshd-", dir=SAFE_PARENT))
         self.folder.chmod(0o755)
         self.port = free_port()
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
