@@ -40,6 +40,7 @@ from appliance.store import uploads as uploads_store
 from appliance.store import users as store_users
 from appliance.web import build_access, guard
 from appliance.jobs.proxy_config import ACCESS_COOKIE
+from tests.client_cookies import set_cookie
 from tests.helpers_web import PASSWORD, csrf, login
 
 ROLES_ALLOWED = {  # action: {stage: roles besides admins}; appliance admins may all
@@ -430,7 +431,7 @@ def test_the_proxy_lets_through_to_a_build_only_those_who_may_open_it(app, world
         client = app.test_client()
         if principal != "anonymous":
             token = build_access.token_for(config, world["users"][principal])
-            client.set_cookie(ACCESS_COOKIE, token, domain="localhost")
+            set_cookie(client, ACCESS_COOKIE, token)
         for stage, row in world["ids"].items():
             response = client.get(f"/_proxy/auth/{row['build_id']}")
             if stage == "production":
