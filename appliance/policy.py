@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from appliance.errors import NotFound, PermissionDenied
+from appliance.store import projects as store_projects
 
 STAGES = ("production", "staging", "development")
 ROLES = ("tester", "developer", "admin")
@@ -136,9 +137,7 @@ def principal(conn, user: dict | None, project: dict) -> str:
         return "anonymous"
     if user.get("is_admin"):
         return "appliance_admin"
-    row = conn.execute("SELECT role FROM project_members WHERE project_id = %s AND user_id = %s",
-                       (project["id"], user["id"])).fetchone()
-    return row["role"] if row else "outsider"
+    return store_projects.member_role(conn, project, user) or "outsider"
 
 
 def matrix(conn, project: dict) -> Matrix:

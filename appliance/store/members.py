@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from appliance.errors import NotFound, UserError
+from appliance.store import users as store_users
 
 ROLES = ("admin", "developer", "tester")
 
@@ -27,9 +28,7 @@ def set_role(conn, project: dict, user_name: str, role: str) -> tuple[dict, str 
                           FOR UPDATE""", (project["id"], user["id"])).fetchone()
     if old and old["role"] == "admin" and role != "admin":
         _keep_an_admin(conn, project, user)
-    conn.execute("""INSERT INTO project_members (project_id, user_id, role) VALUES (%s, %s, %s)
-                    ON CONFLICT (project_id, user_id) DO UPDATE SET role = EXCLUDED.role""",
-                 (project["id"], user["id"], role))
+    store_users.add_member(conn, project["id"], user["id"], role)
     return user, old["role"] if old else None
 
 

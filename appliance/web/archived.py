@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import g, request
 
-from appliance.errors import UserError
+from appliance.jobs import stages
 from appliance.web.auth import UNSAFE_METHODS
 
 
@@ -15,9 +15,8 @@ def refuse_changes():
     if request.method not in UNSAFE_METHODS:
         return None
     target = g.get("policy_target")  # set by guard.enforce for a project's routes
-    if target and target[0].get("archived_at") is not None:
-        raise UserError(f"{target[0]['name']} is archived: nothing in it can change until an "
-                        "appliance admin unarchives it")
+    if target:
+        stages.not_archived(target[0])
     return None
 
 

@@ -64,17 +64,12 @@ def _changed(project: dict, what: str) -> None:
     proxy_jobs.refresh(services())  # Caddy serves the change now
 
 
-def _managed(conn, name: str) -> dict:
-    """The project, for its admins (the route's rule has checked it)."""
-    return visible_project(conn, name)
-
-
 @blueprint.post("/projects/<name>/domains")
 @guard.project("settings")
 @refusals_back_to(settings_page)
 def add(name: str):
     with db().transaction() as conn:
-        project = _managed(conn, name)
+        project = visible_project(conn, name)
         branch = store_projects.get_branch(conn, project, request.form.get("branch", ""))
         row = domains_store.add(conn, project, branch, request.form.get("domain", ""),
                                 config().proxy.base_domain, current_user())
@@ -89,7 +84,7 @@ def add(name: str):
 @refusals_back_to(settings_page)
 def primary(name: str, domain: str):
     with db().transaction() as conn:
-        project = _managed(conn, name)
+        project = visible_project(conn, name)
         row = domains_store.make_primary(conn, project, domain)
     _changed(project, f"made {row['name']} a primary domain")
     flash(f"{row['name']} is the primary domain: the branch's others redirect to it.")
@@ -101,7 +96,7 @@ def primary(name: str, domain: str):
 @refusals_back_to(settings_page)
 def remove(name: str, domain: str):
     with db().transaction() as conn:
-        project = _managed(conn, name)
+        project = visible_project(conn, name)
         domains_store.remove(conn, project, domain)
     _changed(project, f"removed the domain {domain}")
     flash(f"{domain} removed.")
